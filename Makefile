@@ -1,0 +1,27 @@
+# The one entry point for people and CI. `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help run test tools fmt lint rust-test check-%
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z%_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## Run the whole stack locally (emulated AWS seeded with demo data, worker, edge)
+	@scripts/run-local.sh
+
+test: ## Run every test and check (what CI runs)
+	@scripts/test.sh
+
+tools: ## Install the pinned tools into .tools/ (done by run and test on demand)
+	@scripts/tools.sh all
+
+fmt: ## Format the Rust code
+	cargo fmt --all
+
+lint: ## cargo fmt --check and clippy with warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+check-%: ## Run one check of the test command: rust, manifests, argocd, terraform, monitoring, ci
+	@scripts/test.sh $*

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The test command: every check of the repository, what `make test` and CI run.
+#
+#   scripts/test.sh            all checks
+#   scripts/test.sh NAME ...   only these (rust, manifests, argocd, terraform, ...)
+#
+# Each check is scripts/check-NAME.sh. The Rust check runs alone on the CPU-heavy
+# path while the infrastructure checks run beside it; each writes its log to
+# .run/test-logs/NAME.log, and a failed check prints its log's tail. The last
+# line is "N passed, N failed".
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+LOGS="$ROOT/.run/test-logs"
+mkdir -p "$LOGS"
+
+if [ $# -eq 0 ]; then
+  set --
+  for f in scripts/check-*.sh; do
+    n=${f#scripts/check-}; set -- "$@" "${n%.sh}"
+  done
+fi
+for n in "$@"; do
+  [ -f "scripts/check-$n.sh" ] || { echo "unknown check: $n (no scripts/check-$n.sh)" >&2; exit 2; }
+done
+
+echo "==> installing tools (cached after the first run)"
+scripts/tools.sh all
+eval "$(scripts/tools.sh env)"
+
+declare -A pids started
+for n in "$@"; do
+  started[$n]=$(date +%s)
+  bash "scripts/check-$n.sh" >"$LOGS/$n.log" 2>&1 &
+  pids[$n]=$!
+  echo "==> $n started (log: .run/test-logs/$n.log)"
+done
+
+passed=0; failed=0; failed_names=()
+for n in "$@"; do
+  if wait "${pids[$n]}"; then
+    passed=$((passed + 1)); echo "==> $n: ok ($(( $(date +%s) - started[$n] ))s)"
+  else
+    failed=$((failed + 1)); failed_names+=("$n")
+    echo "==> $n: FAILED ($(( $(date +%s) - started[$n] ))s); last lines of its log:"
+    tail -n 60 "$LOGS/$n.log" | sed "s/^/    [$n] /"
+  fi
+done
+
+for n in "$@"; do
+  grep -hE '^(test result:|     Summary|Success! |[0-9]+ passed)' "$LOGS/$n.log" 2>/dev/null | sed "s/^/    [$n] /" || true
+done
+[ $failed -eq 0 ] || echo "failed checks: ${failed_names[*]}"
+echo "checks: $passed passed, $failed failed"
+[ $failed -eq 0 ]
