@@ -1,0 +1,17 @@
+environment       = "dev"
+github_repository = "kantox-challenge/platform"
+
+# aws eks describe-cluster --name CLUSTER --query cluster.identity.oidc.issuer
+eks_oidc_issuer_url = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+
+parameters = {
+  param1 = "dev-value-1"
+  param2 = "dev-value-2"
+}
+
+secure_parameters = {
+  api-token = "Example secret; the value is set out of band"
+}
+
+# dev shows SecureString values (EXPOSE_SECURE_PARAMETERS=true).
+allow_secure_parameter_decryption = true

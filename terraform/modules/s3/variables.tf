@@ -1,0 +1,32 @@
+variable "bucket_name" {
+  description = "Name of the bucket (globally unique)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be a valid S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for default encryption; null uses the AWS managed key aws/s3 (still SSE-KMS)."
+  type        = string
+  default     = null
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days a replaced or deleted object version is kept before it expires."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1
+    error_message = "noncurrent_version_expiration_days must be at least 1."
+  }
+}
+
+variable "force_destroy" {
+  description = "Allow destroying the bucket while it still holds objects. Keep false outside throwaway environments."
+  type        = bool
+  default     = false
+}
