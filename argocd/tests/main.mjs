@@ -162,8 +162,10 @@ async function main() {
   for (const c of cases) {
     const errors = validate(mutate(docs, c), ctx);
     const re = new RegExp(c.expect);
-    if (errors.some((e) => re.test(e))) {
+    const hit = errors.find((e) => re.test(e));
+    if (hit) {
       rejected++;
+      console.log(`     rejects ${c.name}: ${hit}`);
     } else {
       fail(`bad case "${c.name}" was not rejected with /${c.expect}/; errors: ${errors.length ? errors.join(" | ") : "none"}`);
     }
