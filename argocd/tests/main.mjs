@@ -7,7 +7,8 @@
 // 2. checks the repository URL and revision are written in one file only;
 // 3. re-renders a copy with another URL and revision and requires every
 //    child and project to follow;
-// 4. checks the Argo CD install values and the documented commands;
+// 4. runs the Application health script of the Argo CD install values in Lua
+//    against argocd/tests/health-cases.yaml, and checks the documented commands;
 // 5. feeds the validator the broken variants of bad-cases.yaml and requires
 //    each to be rejected.
 // Exits 1 on any failure.
@@ -16,6 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { createContext, kustomize, parseYamlStream, validate, KPS } from "./checks.mjs";
 import { requireDep } from "./deps.mjs";
+import { checkHealthCases } from "./health.mjs";
 
 const YAML = requireDep("yaml");
 const APPS = "argocd/apps";
@@ -144,9 +146,24 @@ async function main() {
   const read = (rel) => (fs.existsSync(path.join(repoRoot, rel)) ? fs.readFileSync(path.join(repoRoot, rel), "utf8") : "");
   const values = YAML.parse(read("argocd/install/values.yaml")) || {};
   const lua = values?.configs?.cm?.[HEALTH_KEY];
-  if (typeof lua === "string" && lua.includes("obj.status.health.status") && lua.includes("return hs")) {
-    ok(`argocd/install/values.yaml adds the ${HEALTH_KEY} health check to argocd-cm`);
-  } else fail(`argocd/install/values.yaml: configs.cm["${HEALTH_KEY}"] missing or not a health script`);
+  const healthCases = YAML.parse(read("argocd/tests/health-cases.yaml")) || [];
+  if (typeof lua !== "string") {
+    fail(`argocd/install/values.yaml: configs.cm["${HEALTH_KEY}"] missing`);
+  } else if (healthCases.length === 0) {
+    fail("argocd/tests/health-cases.yaml has no cases");
+  } else {
+    const failures = checkHealthCases(lua, healthCases);
+    // The cases must be able to fail: a script calling everything healthy may not pass them.
+    const naive = checkHealthCases('return { status = "Healthy", message = "" }', healthCases);
+    if (failures.length) {
+      fail(`${HEALTH_KEY} health script: ${failures.length} case(s) wrong`);
+      for (const f of failures) console.log(`     - ${f}`);
+    } else if (!naive.length) {
+      fail("argocd/tests/health-cases.yaml cannot tell a real health script from one that says Healthy");
+    } else {
+      ok(`argocd/install/values.yaml: the ${HEALTH_KEY} script gives the expected health in all ${healthCases.length} cases (run in Lua; an always-Healthy script fails ${naive.length})`);
+    }
+  }
   const readme = read("argocd/README.md");
   const install = readme.match(/helm (?:upgrade --install|install) \S+ \S*argo-cd .*--version (\S+).*/);
   if (!install) fail("argocd/README.md: no `helm install ... argo-cd --version X` command");
