@@ -1,0 +1,178 @@
+//! Test support shared by the services' integration tests.
+//!
+//! [`Moto`] runs a real moto server (`scripts/moto_server.py` with the Python
+//! from `.tools/venv`, installed by `scripts/tools.sh python`) on a free
+//! 127.0.0.1 port. The server watches its standard input, so it stops when the
+//! test process that started it exits, however that happens.
+//! [`demo_data`] is the data `--seed` puts in it, so tests assert against the
+//! same file the local stack uses instead of repeating it.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aux_worker::config::AwsSettings;
+
+pub mod http;
+mod worker;
+pub use http::{TestResponse, get, send};
+pub use worker::Worker;
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the root")
+        .to_path_buf()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
+/// The demo data the local stack and `Moto::start_seeded` use.
+pub fn demo_data() -> serde_json::Value {
+    let path = workspace_root().join("scripts/demo-data.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("demo-data.json is JSON")
+}
+
+/// Full names of the demo parameters under the demo prefix, sorted.
+pub fn demo_parameter_names() -> Vec<String> {
+    let data = demo_data();
+    let mut names: Vec<String> = data["parameters"]
+        .as_array()
+        .expect("parameters array")
+        .iter()
+        .filter(|p| !p["outside_prefix"].as_bool().unwrap_or(false))
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The region the demo data lives in.
+pub const REGION: &str = "eu-west-1";
+
+/// A running moto server.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+    child: Mutex<Child>,
+    // Dropping this closes the server's stdin, which stops it.
+    _stdin: Mutex<Option<ChildStdin>>,
+}
+
+impl Moto {
+    /// Starts an empty moto server.
+    pub fn start() -> Moto {
+        Self::spawn(false)
+    }
+
+    /// Starts a moto server seeded with `scripts/demo-data.json`.
+    pub fn start_seeded() -> Moto {
+        Self::spawn(true)
+    }
+
+    /// One seeded server per test binary, started on first use.
+    pub fn shared() -> &'static Moto {
+        static SHARED: OnceLock<Moto> = OnceLock::new();
+        SHARED.get_or_init(Moto::start_seeded)
+    }
+
+    fn spawn(seed: bool) -> Moto {
+        let root = workspace_root();
+        let python = std::env::var_os("MOTO_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".tools/venv/bin/python"));
+        assert!(
+            python.exists(),
+            "{} not found: run `scripts/tools.sh python` (or set MOTO_PYTHON)",
+            python.display()
+        );
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("scripts/moto_server.py"))
+            .args(["--port", "0", "--watch-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if seed {
+            cmd.arg("--seed");
+        }
+        let mut child = cmd.spawn().expect("starting moto");
+        let stdout = child.stdout.take().expect("moto stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading moto's first line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("moto did not start: {line:?}"))
+            .to_owned();
+        let stdin = child.stdin.take();
+        Moto {
+            endpoint,
+            child: Mutex::new(child),
+            _stdin: Mutex::new(stdin),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The worker's own SDK configuration (same HTTP client, timeouts and
+    /// retries) pointed at this server, with dummy static credentials.
+    pub async fn sdk_config(&self, settings: &AwsSettings) -> aws_config::SdkConfig {
+        aux_worker::aws::config_loader(settings)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "test", "test", None, None, "testkit",
+            ))
+            .load()
+            .await
+    }
+
+    /// Settings for clients of this server, as the worker parses them.
+    pub fn aws_settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: Some(REGION.to_owned()),
+            endpoint_url: Some(self.endpoint.clone()),
+            call_timeout: Duration::from_secs(5),
+            max_attempts: 1,
+        }
+    }
+
+    /// An SSM client for arranging test data.
+    pub async fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config(&self.aws_settings()).await)
+    }
+
+    /// Environment for a worker process pointed at this server.
+    pub fn worker_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
