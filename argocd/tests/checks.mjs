@@ -175,8 +175,11 @@ export function validate(docs, ctx) {
     const s = p.spec || {};
     if (p.metadata.name === "default") err(p, "the default project must not be defined here");
     if (!(s.sourceRepos || []).includes(repoURL)) err(p, `sourceRepos must include the repository ${repoURL}`);
+    const chartApps = apps.filter((a) => a.spec?.project === p.metadata.name && a.spec?.source?.chart);
     for (const r of s.sourceRepos || []) {
-      if (r !== repoURL && r !== KPS.repoURL) err(p, `sourceRepos entry ${r} is neither this repository nor the chart repository`);
+      if (r === repoURL) continue;
+      if (r !== KPS.repoURL) err(p, `sourceRepos entry ${r} is neither this repository nor the chart repository`);
+      else if (!chartApps.length) err(p, `sourceRepos allows the chart repository ${r} but no chart app uses this project`);
     }
     if (!(s.destinations || []).length) err(p, "no destinations");
     for (const d of s.destinations || []) {
