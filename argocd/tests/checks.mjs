@@ -264,6 +264,9 @@ export function validate(docs, ctx) {
   const nsApp = byPath("manifests/namespaces");
   const kps = children.find((a) => a.spec?.source?.chart === KPS.chart);
   const mon = byPath("monitoring");
+  if (nsApp && !/(^|,)\s*Delete=false/.test(nsApp.spec.source.kustomize?.commonAnnotations?.["argocd.argoproj.io/sync-options"] || "")) {
+    err(nsApp, "Namespaces must carry argocd.argoproj.io/sync-options: Delete=false (kustomize.commonAnnotations)");
+  }
   if (nsApp) {
     for (const a of children) {
       if (a !== nsApp && waveOf(a) <= waveOf(nsApp)) err(a, "must sync in a later wave than the namespaces");
