@@ -60,6 +60,12 @@ run policy-mutations bash scripts/tests/test-policy.sh
 run hadolint hadolint --failure-threshold warning "${dockerfiles[@]}"
 run shellcheck shellcheck "${scripts[@]}"
 run release bash scripts/tests/test-release.sh
+if command -v kustomize >/dev/null; then
+  run release-kustomize env TEST_KUSTOMIZE=kustomize bash scripts/tests/test-release.sh
+else
+  echo
+  echo "=== release-kustomize: not run, no kustomize binary here (GitHub's runners have one; the bump jobs use it)"
+fi
 run image bash scripts/tests/image-runtime.sh
 
 echo
