@@ -111,7 +111,14 @@ pub fn config_loader(settings: &AwsSettings) -> ConfigLoader {
     let attempt_timeout = (settings.call_timeout / attempts).max(Duration::from_millis(200));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
-        .retry_config(RetryConfig::standard().with_max_attempts(attempts))
+        // Short backoff: a request is waiting, and the whole operation must fit
+        // in its timeout (the SDK's default starts at one second).
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(attempts)
+                .with_initial_backoff(Duration::from_millis(50))
+                .with_max_backoff(Duration::from_millis(500)),
+        )
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(attempt_timeout.min(Duration::from_secs(1)))
