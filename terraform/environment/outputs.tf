@@ -63,3 +63,8 @@ output "ci_trust_subject" {
   description = "The GitHub OIDC subject the CI role trusts."
   value       = module.iam.ci_trust_subject
 }
+
+output "expose_secure_parameters" {
+  description = "EXPOSE_SECURE_PARAMETERS for the auxiliary service: true only where its role may decrypt."
+  value       = var.allow_secure_parameter_decryption
+}

@@ -30,6 +30,7 @@ resource "aws_kms_alias" "parameters" {
 }
 
 resource "aws_ssm_parameter" "string" {
+  #checkov:skip=CKV2_AWS_34:Plain String parameters hold non-secret configuration by contract; secrets go to secure_parameters (SecureString, customer managed key).
   for_each = var.parameters
 
   name  = "${local.prefix}/${each.key}"
