@@ -1,0 +1,219 @@
+//! The edge's Prometheus metrics, registered once in the default registry
+//! (which `pingora-prometheus` serves). Names and labels are the contract in
+//! `docs/metrics.md`.
+
+use std::sync::OnceLock;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+/// Buckets for request and upstream durations, in seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Outcome label values of `edge_upstream_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// Any HTTP answer from the worker.
+    Ok,
+    ConnectError,
+    Timeout,
+    Error,
+}
+
+impl UpstreamOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Ok => "ok",
+            UpstreamOutcome::ConnectError => "connect_error",
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::Error => "error",
+        }
+    }
+}
+
+/// `result` label values of `edge_cache_lookups_total`, also the `x-cache`
+/// header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl CacheResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+        }
+    }
+
+    pub fn header(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub cache_lookups: IntCounterVec,
+    pub cache_coalesced_waits: IntCounterVec,
+    pub cache_entries: IntGauge,
+    pub build_info: IntGaugeVec,
+    pub ready: IntGauge,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process-wide metrics, registered in the default registry on first use.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::register)
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    // Registration only fails for a duplicate name, which `OnceLock` rules out.
+    if let Err(error) = prometheus::register(Box::new(c.clone())) {
+        tracing::error!(%error, "metric registration failed");
+    }
+    c
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()),
+    )
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+            labels,
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register(IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric()))
+}
+
+/// Metric construction only fails on an invalid name or label, which the
+/// constants here are not; a unit test builds every metric.
+#[cold]
+#[allow(clippy::panic)]
+fn unreachable_metric<T>() -> T {
+    panic!("invalid metric definition")
+}
+
+impl Metrics {
+    fn register() -> Self {
+        let m = Metrics {
+            requests: counter(
+                "edge_http_requests_total",
+                "Requests answered, by route template, method and status class.",
+                &["route", "method", "status_class"],
+            ),
+            request_duration: histogram(
+                "edge_http_request_duration_seconds",
+                "Time from request head to response end.",
+                &["route", "method"],
+            ),
+            upstream_requests: counter(
+                "edge_upstream_requests_total",
+                "Requests sent to the auxiliary service, by outcome (ok is any HTTP answer).",
+                &["route", "outcome"],
+            ),
+            upstream_duration: histogram(
+                "edge_upstream_duration_seconds",
+                "Round trip to the auxiliary service.",
+                &["route"],
+            ),
+            cache_lookups: counter(
+                "edge_cache_lookups_total",
+                "Cacheable requests by result: hit, miss, stale.",
+                &["route", "result"],
+            ),
+            cache_coalesced_waits: counter(
+                "edge_cache_coalesced_waits_total",
+                "Requests that waited for another request's worker call instead of making their own.",
+                &["route"],
+            ),
+            cache_entries: gauge("edge_cache_entries", "Entries in the cache."),
+            build_info: register(
+                IntGaugeVec::new(
+                    Opts::new("edge_build_info", "Always 1; the running SERVICE_VERSION."),
+                    &["version"],
+                )
+                .unwrap_or_else(|_| unreachable_metric()),
+            ),
+            ready: gauge(
+                "edge_ready",
+                "1 while /readyz answers 200, 0 while draining.",
+            ),
+        };
+        m.ready.set(1);
+        m
+    }
+
+    pub fn set_version(&self, version: &str) {
+        self.build_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn observe_upstream(&self, route: &str, outcome: UpstreamOutcome, seconds: f64) {
+        self.upstream_requests
+            .with_label_values(&[route, outcome.as_str()])
+            .inc();
+        self.upstream_duration
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+
+    pub fn observe_cache(&self, route: &str, result: CacheResult) {
+        self.cache_lookups
+            .with_label_values(&[route, result.label()])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_metrics_register_and_encode() {
+        let m = metrics();
+        m.set_version("1.2.3");
+        m.requests
+            .with_label_values(&["/parameters", "GET", "2xx"])
+            .inc();
+        m.observe_cache("/parameters", CacheResult::Hit);
+        m.observe_upstream("/parameters", UpstreamOutcome::Timeout, 0.1);
+        let names: Vec<String> = prometheus::gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        for want in [
+            "edge_http_requests_total",
+            "edge_upstream_requests_total",
+            "edge_upstream_duration_seconds",
+            "edge_cache_lookups_total",
+            "edge_cache_entries",
+            "edge_build_info",
+            "edge_ready",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        // A second call returns the same instance, no double registration.
+        assert!(std::ptr::eq(m, metrics()));
+    }
+}
