@@ -70,8 +70,10 @@ def main() -> int:
             stop.set()
         threading.Thread(target=watch, daemon=True).start()
     stop.wait()
-    server.stop()
-    return 0
+    # Exit at once: handler threads may still hold keep-alive connections of
+    # clients that are stopping too, and there is no state worth saving.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
