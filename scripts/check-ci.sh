@@ -9,8 +9,8 @@
 #   dockerfiles hadolint --failure-threshold warning on every Dockerfile
 #   scripts     shellcheck on the delivery scripts and their tests
 #   release     scripts/release.sh against temporary git repositories and moto
-#   image       the runtime stage of aux/Dockerfile built with buildah and run
-#               with runc: /healthz as UID 10001 on a read-only root
+#   image-*     the runtime stage of aux/ and edge/Dockerfile built with buildah
+#               and run with runc: /healthz as UID 10001 on a read-only root
 #
 # Ends with "N passed, N failed" (", N skipped" when the image test cannot run
 # on this machine, with its reason above).
@@ -31,7 +31,7 @@ run() { # run NAME COMMAND...
   "$@" || rc=$?
   if [ "$rc" = 0 ]; then
     passed=$((passed + 1)); echo "=== $name: ok"
-  elif [ "$name" = image ] && [ "$rc" = 3 ]; then
+  elif [[ "$name" == image-* ]] && [ "$rc" = 3 ]; then
     skipped=$((skipped + 1)); echo "=== $name: SKIPPED (reason above)"
   else
     failed=$((failed + 1)); failed_names+=("$name"); echo "=== $name: FAILED (exit $rc)"
@@ -66,7 +66,8 @@ else
   echo
   echo "=== release-kustomize: not run, no kustomize binary here (GitHub's runners have one; the bump jobs use it)"
 fi
-run image bash scripts/tests/image-runtime.sh
+run image-aux bash scripts/tests/image-runtime.sh aux
+run image-edge bash scripts/tests/image-runtime.sh edge
 
 echo
 [ $failed -eq 0 ] || echo "failed: ${failed_names[*]}"

@@ -11,6 +11,10 @@
 #       digits, is refused with exit status 2.
 #   scripts/release.sh check-trunk SHA [BRANCH]
 #       Refuses to release a commit that is not on the trunk (origin/main).
+#   scripts/release.sh source-commit SHA
+#       The commit whose images a release of SHA promotes: SHA itself, or, when
+#       SHA only bumps overlays (the pipeline's own "[skip ci]" commits, which
+#       build nothing), its nearest first-parent ancestor that changes more.
 #   scripts/release.sh bump ENV TAG
 #       Points the images of manifests/overlays/ENV at REGISTRY/kantox-challenge/
 #       <repo>:TAG (kustomize edit set image). Prints "changed" or "unchanged".
@@ -79,6 +83,20 @@ cmd_check_trunk() {
   git merge-base --is-ancestor "$sha" "$remote/$branch" ||
     die "$sha is not on $remote/$branch: only trunk commits (whose images were built by the main pipeline) can be released"
   log "$sha is on $remote/$branch"
+}
+
+cmd_source_commit() {
+  [ $# -eq 1 ] || die "usage: source-commit SHA" 2
+  local c=$1 n files
+  is_sha "$c" || die "not a full commit SHA: '$c'" 2
+  for ((n = 0; n < 100; n++)); do
+    git rev-parse -q --verify "$c^" >/dev/null || break
+    files=$(git diff --name-only "$c^" "$c")
+    if [ -z "$files" ] || grep -qv '^manifests/overlays/' <<<"$files"; then break; fi
+    log "$c only changes overlays: its code is that of its parent"
+    c=$(git rev-parse "$c^")
+  done
+  echo "$c"
 }
 
 registry() {
@@ -284,11 +302,12 @@ cmd_promote() {
 }
 
 main() {
-  [ $# -ge 1 ] || die "usage: release.sh plan|check-trunk|bump|publish|image-digest|promote ..." 2
+  [ $# -ge 1 ] || die "usage: release.sh plan|check-trunk|source-commit|bump|publish|image-digest|promote ..." 2
   local c=$1; shift
   case "$c" in
     plan) cmd_plan "$@" ;;
     check-trunk) cmd_check_trunk "$@" ;;
+    source-commit) cmd_source_commit "$@" ;;
     bump) cmd_bump "$@" ;;
     publish) cmd_publish "$@" ;;
     image-digest) cmd_image_digest "$@" ;;

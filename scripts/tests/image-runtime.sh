@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# The runtime stage of aux/Dockerfile, built and started here without Docker:
+# The runtime stage of a service's Dockerfile, built and started here without
+# Docker:
 #
-# 1. builds aux-worker: a static musl binary when the musl target and musl-gcc
+#   scripts/tests/image-runtime.sh [aux|edge]     (default aux)
+#
+# 1. builds the service's binary: a static musl binary when the musl target and musl-gcc
 #    are available (as the real image does), otherwise the host (glibc) binary
 #    plus the libraries ldd lists, copied into the image for this test only;
-# 2. takes the final stage of aux/Dockerfile (it must be FROM scratch), turns
+# 2. takes the final stage of <crate>/Dockerfile (it must be FROM scratch), turns
 #    its COPY --from=<build stage> lines into copies of the files built here,
 #    and builds it with buildah (vfs storage, private to this run);
 # 3. checks the image config (user 10001:10001, entrypoint, ports, labels) and
 #    that the image has no shell;
 # 4. runs it with runc: UID/GID from the image, read-only root filesystem, no
 #    capabilities, no new privileges, and the host's network namespace so the
-#    worker can bind 127.0.0.1 on free ports; then GET /healthz must answer 200
-#    while AWS is unreachable.
+#    service can bind 127.0.0.1 on free ports; then GET /healthz must answer 200
+#    while its dependencies (AWS, the worker) are unreachable.
 #
 # Needs root, buildah and runc (scripts/tools.sh installs them). Where they
 # cannot run it prints "SKIPPED: <reason>" and exits 3 (the caller decides).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DOCKERFILE="$ROOT/aux/Dockerfile"
-BIN=aux-worker
 MUSL=x86_64-unknown-linux-musl
+SERVICE=${1:-aux}
+# Per service: crate dir, package (= binary), exposed ports, and the
+# environment that starts it with its dependencies unreachable.
+case "$SERVICE" in
+  aux)
+    CRATE=aux; BIN=aux-worker; PORTS='["8001/tcp", "9001/tcp"]'
+    RUN_ENV='["PARAMETER_PREFIX=/kantox-challenge/test", "AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_ENDPOINT_URL=http://127.0.0.1:9"]' ;;
+  edge)
+    CRATE=edge; BIN=edge; PORTS='["8000/tcp", "8443/tcp", "9000/tcp"]'
+    RUN_ENV='["AUXILIARY_SERVICE_URL=http://127.0.0.1:9"]' ;;
+  *) echo "usage: image-runtime.sh [aux|edge]"; exit 2 ;;
+esac
+DOCKERFILE="$ROOT/$CRATE/Dockerfile"
 
 skip() { echo "SKIPPED: $*"; exit 3; }
 fail() { echo "FAIL: $*"; exit 1; }
@@ -32,13 +46,13 @@ for t in buildah runc cargo curl python3; do
   command -v "$t" >/dev/null || skip "$t is not installed (scripts/tools.sh apt installs buildah and runc)"
 done
 [ -f "$DOCKERFILE" ] || fail "no $DOCKERFILE"
-[ -f "$ROOT/aux/Cargo.toml" ] || fail "no aux/Cargo.toml: the aux-worker crate is missing"
+[ -f "$ROOT/$CRATE/Cargo.toml" ] || fail "no $CRATE/Cargo.toml: the $BIN crate is missing"
 
 WORK=$(mktemp -d)
 CTR_ID="ci-image-runtime-$$"
 STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
 RUNC=(runc --root "$WORK/runc")
-IMAGE=localhost/auxiliary-service:image-runtime-test
+IMAGE=localhost/$BIN:image-runtime-test
 MOUNTED=""
 cleanup() {
   "${RUNC[@]}" kill "$CTR_ID" KILL >/dev/null 2>&1 || true
@@ -62,7 +76,7 @@ if command -v rustup >/dev/null && command -v musl-gcc >/dev/null; then
 fi
 if [ "$static" = yes ]; then
   say "building $BIN for $MUSL (static, as in the real image)"
-  cargo build --locked -q -p aux-worker --bin "$BIN" --target "$MUSL"
+  cargo build --locked -q -p "$BIN" --bin "$BIN" --target "$MUSL"
   bin="$ROOT/target/$MUSL/debug/$BIN"
   if ldd "$bin" 2>&1 | grep -qE 'not a dynamic executable|statically linked'; then
     say "$bin is statically linked"
@@ -71,7 +85,7 @@ if [ "$static" = yes ]; then
   fi
 else
   say "NOTE: no $MUSL target or musl-gcc here: testing the host (glibc) binary with its ldd libraries copied into the image; the real image ships a static musl binary alone"
-  cargo build --locked -q -p aux-worker --bin "$BIN"
+  cargo build --locked -q -p "$BIN" --bin "$BIN"
   bin="$ROOT/target/debug/$BIN"
 fi
 [ -x "$bin" ] || fail "no binary at $bin"
@@ -134,17 +148,17 @@ buildah "${STORE[@]}" bud -q --isolation chroot --layers=false \
   -f "$CTX/Containerfile" -t "$IMAGE" "$CTX" >/dev/null || fail "buildah could not build the runtime stage"
 buildah "${STORE[@]}" inspect --type image "$IMAGE" >"$WORK/image.json"
 
-python3 - "$WORK/image.json" "$SRC" "$REV" >"$WORK/config.env" <<'PY'
+python3 - "$WORK/image.json" "$SRC" "$REV" "$BIN" "$PORTS" >"$WORK/config.env" <<'PY'
 import json, shlex, sys
-img, src, rev = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+img, src, rev, binary, ports = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 c = img["OCIv1"]["config"]
 errors = []
 def expect(what, got, want):
     if got != want:
         errors.append(f"{what}: expected {want!r}, got {got!r}")
 expect("user", c.get("User"), "10001:10001")
-expect("entrypoint", c.get("Entrypoint"), ["/aux-worker"])
-expect("exposed ports", sorted((c.get("ExposedPorts") or {}).keys()), ["8001/tcp", "9001/tcp"])
+expect("entrypoint", c.get("Entrypoint"), [f"/{binary}"])
+expect("exposed ports", sorted((c.get("ExposedPorts") or {}).keys()), sorted(ports))
 labels = c.get("Labels") or {}
 expect("label org.opencontainers.image.source", labels.get("org.opencontainers.image.source"), src)
 expect("label org.opencontainers.image.revision", labels.get("org.opencontainers.image.revision"), rev)
@@ -157,7 +171,7 @@ print("IMG_ENV=" + shlex.quote(json.dumps(c.get("Env") or [])))
 PY
 # shellcheck disable=SC1091
 . "$WORK/config.env"
-say "image config ok: user $IMG_UID:$IMG_GID, entrypoint $IMG_ARGS, ports 8001 9001, source and revision labels"
+say "image config ok: user $IMG_UID:$IMG_GID, entrypoint $IMG_ARGS, ports $PORTS, source and revision labels"
 
 ctr=$(buildah "${STORE[@]}" from -q "$IMAGE")
 MOUNTED=$ctr
@@ -175,25 +189,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ADMIN_PORT=$(free_port); API_PORT=$(free_port)
 BUNDLE="$WORK/bundle"; mkdir -p "$BUNDLE"
 (cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" "$rootfs" "$IMG_UID" "$IMG_GID" "$IMG_ARGS" "$IMG_ENV" "$ADMIN_PORT" "$API_PORT" <<'PY'
+python3 - "$BUNDLE/config.json" "$rootfs" "$IMG_UID" "$IMG_GID" "$IMG_ARGS" "$IMG_ENV" "$ADMIN_PORT" "$API_PORT" "$RUN_ENV" <<'PY'
 import json, sys
-path, rootfs, uid, gid, args, env, admin, api = sys.argv[1:9]
+path, rootfs, uid, gid, args, env, admin, api, run_env = sys.argv[1:10]
 c = json.load(open(path))
 c["root"] = {"path": rootfs, "readonly": True}
 p = c["process"]
 p["terminal"] = False
 p["user"] = {"uid": int(uid), "gid": int(gid)}
 p["args"] = json.loads(args)
+# the service's dependencies point at 127.0.0.1:9, where nothing listens
 p["env"] = json.loads(env) + [
     f"ADMIN_ADDR=127.0.0.1:{admin}",
     f"LISTEN_ADDR=127.0.0.1:{api}",
-    "PARAMETER_PREFIX=/kantox-challenge/test",
-    "AWS_REGION=eu-west-1",
-    "AWS_ACCESS_KEY_ID=test",
-    "AWS_SECRET_ACCESS_KEY=test",
-    "AWS_ENDPOINT_URL=http://127.0.0.1:9",  # nothing listens: AWS is unreachable
     "RUST_LOG=info",
-]
+] + json.loads(run_env)
 p["noNewPrivileges"] = True
 p["capabilities"] = {k: [] for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}
 # the host's network namespace: bind 127.0.0.1 without any network setup

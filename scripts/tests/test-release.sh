@@ -197,6 +197,17 @@ eq "one commit landed after the retry" 1 "$(git -C "$R/origin.git" rev-list --co
 printf '#!/bin/sh\nexit 1\n' >"$R/origin.git/hooks/pre-receive"
 refuses "gives up after PUSH_ATTEMPTS rejected pushes" "$RELEASE" publish prod v1.2.6
 
+echo "== source commit: a release of a bump commit promotes the images of the code below it"
+BUMP=$(git -C "$R/origin.git" log -1 --format=%H --grep='deploy(dev)' main)
+BELOW=$(git -C "$R/origin.git" rev-parse "$BUMP^")
+git -C "$R/work" fetch -q origin
+eq "a bump commit resolves to its parent" "$BELOW" "$(cd "$R/work" && "$RELEASE" source-commit "$BUMP" 2>/dev/null)"
+eq "a code commit resolves to itself" "$C2" "$(cd "$R/work" && "$RELEASE" source-commit "$C2" 2>/dev/null)"
+STACK=$(git -C "$R/origin.git" rev-parse main)
+eq "a stack of bump commits resolves below all of them" \
+  "$(git -C "$R/origin.git" log -1 --format=%H --grep="someone else's change" main)" \
+  "$(cd "$R/work" && "$RELEASE" source-commit "$STACK" 2>/dev/null)"
+
 echo "== trunk check"
 git -C "$R/work" checkout -q -b topic "$C2"
 git -C "$R/work" commit -q --allow-empty -m "not on main"; OFF=$(git -C "$R/work" rev-parse HEAD)
