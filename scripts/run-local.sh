@@ -59,8 +59,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 wait_http() { # wait_http URL NAME PID
-  local i
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
     kill -0 "$3" 2>/dev/null || die "$2 exited; see $RUN/$2.log"
     sleep 0.1
