@@ -10,6 +10,7 @@ use pingora::apps::http_app::{HttpServer, ServeHttp};
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::PrometheusHttpApp;
 
+use crate::cache::AnswerCache;
 use crate::metrics::metrics;
 
 /// Readiness, shared by the admin app and the shutdown watcher.
@@ -38,11 +39,12 @@ impl Readiness {
 #[derive(Debug)]
 pub struct AdminApp {
     readiness: Arc<Readiness>,
+    cache: AnswerCache,
 }
 
 impl AdminApp {
-    pub fn server(readiness: Arc<Readiness>) -> HttpServer<Self> {
-        HttpServer::new_app(Self { readiness })
+    pub fn server(readiness: Arc<Readiness>, cache: AnswerCache) -> HttpServer<Self> {
+        HttpServer::new_app(Self { readiness, cache })
     }
 }
 
@@ -59,10 +61,17 @@ fn text(status: u16, body: &'static str) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        session.set_keepalive(Some(60));
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(60));
+        }
         match session.req_header().uri.path() {
             "/metrics" => {
-                metrics().ready.set(i64::from(self.readiness.is_ready()));
+                let m = metrics();
+                m.ready.set(i64::from(self.readiness.is_ready()));
+                // Counted at scrape time: nothing on the request path.
+                let entries = self.cache.settled_entry_count().await;
+                m.cache_entries
+                    .set(i64::try_from(entries).unwrap_or(i64::MAX));
                 PrometheusHttpApp.response(session).await
             }
             "/healthz" => text(200, "ok\n"),

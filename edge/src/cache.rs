@@ -110,6 +110,13 @@ impl AnswerCache {
         self.fresh.entry_count() + self.stale.entry_count()
     }
 
+    /// Applies pending evictions, then counts: what `/metrics` reports.
+    pub async fn settled_entry_count(&self) -> u64 {
+        self.fresh.run_pending_tasks().await;
+        self.stale.run_pending_tasks().await;
+        self.entry_count()
+    }
+
     /// The hot path: a fresh answer, without allocating.
     pub async fn get_fresh(&self, key: &str) -> Option<Arc<Answer>> {
         self.fresh.get(key).await

@@ -162,7 +162,45 @@ impl Metrics {
             ),
         };
         m.ready.set(1);
+        m.preset();
         m
+    }
+
+    /// Creates the common series at zero, so that rates and alerts see them
+    /// from the first scrape rather than only after the first event.
+    fn preset(&self) {
+        const ROUTES: [&str; 4] = [
+            "/s3-buckets",
+            "/parameters",
+            "/parameter/{name}",
+            "unmatched",
+        ];
+        const CACHED: [&str; 2] = ["/parameters", "/parameter/{name}"];
+        for route in ROUTES {
+            for class in ["2xx", "4xx", "5xx"] {
+                self.requests.with_label_values(&[route, "GET", class]);
+            }
+            self.request_duration.with_label_values(&[route, "GET"]);
+        }
+        for route in &ROUTES[..3] {
+            for outcome in [
+                UpstreamOutcome::Ok,
+                UpstreamOutcome::ConnectError,
+                UpstreamOutcome::Timeout,
+                UpstreamOutcome::Error,
+            ] {
+                self.upstream_requests
+                    .with_label_values(&[route, outcome.as_str()]);
+            }
+            self.upstream_duration.with_label_values(&[route]);
+        }
+        for route in CACHED {
+            for result in [CacheResult::Hit, CacheResult::Miss, CacheResult::Stale] {
+                self.cache_lookups
+                    .with_label_values(&[route, result.label()]);
+            }
+            self.cache_coalesced_waits.with_label_values(&[route]);
+        }
     }
 
     pub fn set_version(&self, version: &str) {

@@ -122,8 +122,6 @@ impl EdgeApp {
         if coalesced {
             m.cache_coalesced_waits.with_label_values(&[route]).inc();
         }
-        m.cache_entries
-            .set(i64::try_from(self.cache.entry_count()).unwrap_or(i64::MAX));
         (answer, result)
     }
 }
@@ -180,7 +178,11 @@ impl ProxyHttp for EdgeApp {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
-        session.set_keepalive(Some(self.keepalive_secs));
+        // Bound the idle time of connections the client keeps alive; leave
+        // closing ones (HTTP/1.0 without keep-alive, `Connection: close`) be.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_secs));
+        }
         let request_id =
             RequestId::from_header(session.get_header(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
         let traceparent = session

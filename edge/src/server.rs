@@ -65,7 +65,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
         config.cache_max_entries,
     );
     let keepalive = config.keepalive_timeout.as_secs().max(1);
-    let app = EdgeApp::new(upstream.clone(), cache, &config.service_version, keepalive);
+    let app = EdgeApp::new(
+        upstream.clone(),
+        cache.clone(),
+        &config.service_version,
+        keepalive,
+    );
 
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "edge");
@@ -84,7 +89,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
         proxy.add_tls_with_settings(&tls.listen_addr.to_string(), None, settings);
     }
 
-    let mut admin = Service::new("admin".to_owned(), AdminApp::server(readiness.clone()));
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        AdminApp::server(readiness.clone(), cache),
+    );
     admin.add_tcp(&config.admin_addr.to_string());
     admin.threads = Some(1);
 
