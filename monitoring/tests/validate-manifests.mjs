@@ -88,7 +88,9 @@ for (const c of dashboards) {
 ok(`${dashboards.length} dashboard ConfigMap(s) labelled grafana_dashboard: "1"`);
 
 // --- PrometheusRules -----------------------------------------------------
-const index = seriesIndex(parseContract(join(root, "docs/metrics.md")));
+const contract = parseContract(join(root, "docs/metrics.md"));
+writeFileSync(join(out, "contract.json"), JSON.stringify(contract, null, 2));
+const index = seriesIndex(contract);
 const rules = byKind("PrometheusRule");
 const recorded = {};
 const groupNames = new Set();
@@ -126,6 +128,17 @@ for (const r of rules) {
       if (!m || m[2] !== rule.alert) fail(where, `runbook_url ${url} does not point at docs/runbooks/${rule.alert}.md`);
       else if (!existsSync(join(root, m[1]))) fail(where, `runbook ${m[1]} does not exist`);
       else if (!readFileSync(join(root, m[1]), "utf8").startsWith(`# ${rule.alert}`)) fail(where, `${m[1]} does not start with "# ${rule.alert}"`);
+    }
+  }
+}
+// runbook_url points into the platform's repository: the one GitOps deploys.
+const source = join(root, "argocd/apps/source.yaml");
+if (existsSync(source)) {
+  const repo = YAML.parse(readFileSync(source, "utf8")).data.repoURL.replace(/\.git$/, "");
+  const rev = YAML.parse(readFileSync(source, "utf8")).data.targetRevision;
+  for (const r of rules) for (const g of r.spec.groups) for (const rule of g.rules) {
+    if (rule.alert && !String(rule.annotations?.runbook_url).startsWith(`${repo}/blob/${rev}/docs/runbooks/`)) {
+      fail(`PrometheusRule/${r.metadata.name} ${rule.alert}`, `runbook_url is not under ${repo}/blob/${rev}/ (argocd/apps/source.yaml)`);
     }
   }
 }
