@@ -4,10 +4,9 @@
 #   scripts/test.sh            all checks
 #   scripts/test.sh NAME ...   only these (rust, manifests, argocd, terraform, ...)
 #
-# Each check is scripts/check-NAME.sh. The Rust check runs alone on the CPU-heavy
-# path while the infrastructure checks run beside it; each writes its log to
-# .run/test-logs/NAME.log, and a failed check prints its log's tail. The last
-# line is "N passed, N failed".
+# Each check is scripts/check-NAME.sh. They run in parallel (cargo serialises
+# the builds among them); each writes its log to .run/test-logs/NAME.log, and a
+# failed check prints its log's tail. The last line is "N passed, N failed".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
