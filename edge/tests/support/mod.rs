@@ -272,6 +272,7 @@ impl Reply {
 pub struct StandIn {
     pub addr: SocketAddr,
     requests: Arc<std::sync::Mutex<Vec<String>>>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
     active: Arc<AtomicUsize>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
@@ -282,20 +283,27 @@ impl StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
         let active = Arc::new(AtomicUsize::new(0));
         let reply = Arc::new(reply);
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (req2, active2, stopped2) = (requests.clone(), active.clone(), stopped.clone());
+        let (req2, active2, stopped2, heads2) = (
+            requests.clone(),
+            active.clone(),
+            stopped.clone(),
+            heads.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (requests, reply, active, stopped) = (
+                let (requests, reply, active, stopped, heads) = (
                     req2.clone(),
                     reply.clone(),
                     active2.clone(),
                     stopped2.clone(),
+                    heads2.clone(),
                 );
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(stream);
@@ -305,6 +313,7 @@ impl StandIn {
                             return;
                         }
                         let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                        let mut head = line.clone();
                         loop {
                             let mut h = String::new();
                             if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
@@ -313,7 +322,9 @@ impl StandIn {
                             if h.trim_end().is_empty() {
                                 break;
                             }
+                            head.push_str(&h);
                         }
+                        heads.lock().unwrap().push(head);
                         if stopped.load(Ordering::SeqCst) {
                             return;
                         }
@@ -346,6 +357,7 @@ impl StandIn {
         StandIn {
             addr,
             requests,
+            heads,
             active,
             stopped,
             task,
@@ -364,6 +376,11 @@ impl StandIn {
             .iter()
             .filter(|p| *p == path)
             .count()
+    }
+
+    /// Every request head received (request line and headers), in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
     }
 
     pub fn total(&self) -> usize {
