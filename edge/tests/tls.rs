@@ -1,0 +1,333 @@
+//! The HTTPS listener with real clients: curl over HTTP/2 and HTTP/1.1 with
+//! a generated CA, a rustls client checking versions and ALPN, and a
+//! certificate rotated on disk while the edge runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_testkit::{Moto, Worker};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use support::Edge;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+const HOST: &str = "edge.test";
+
+struct Pki {
+    dir: PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("edge-tls-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "edge test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        Pki {
+            dir,
+            ca_cert,
+            ca_key,
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn cert_file(&self) -> PathBuf {
+        self.dir.join("tls.crt")
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.join("tls.key")
+    }
+
+    /// Issues a leaf for [`HOST`] and writes it over `tls.crt`/`tls.key`
+    /// (key first, then the certificate, each atomically by rename).
+    /// Returns the certificate's DER.
+    fn issue(&self, cn: &str) -> Vec<u8> {
+        let mut params = CertificateParams::new(vec![HOST.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        write_atomic(&self.key_file(), key.serialize_pem().as_bytes());
+        write_atomic(&self.cert_file(), cert.pem().as_bytes());
+        cert.der().to_vec()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn curl(args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(args)
+        .output()
+        .await
+        .expect("curl on PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn client_config(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(pki.ca_cert.der().to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// Handshakes and returns (negotiated version, ALPN, leaf certificate DER).
+async fn handshake(
+    addr: SocketAddr,
+    config: ClientConfig,
+) -> (rustls::ProtocolVersion, Option<Vec<u8>>, Vec<u8>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (_, conn) = tls.get_ref();
+    (
+        conn.protocol_version().unwrap(),
+        conn.alpn_protocol().map(<[u8]>::to_vec),
+        conn.peer_certificates().unwrap()[0].as_ref().to_vec(),
+    )
+}
+
+async fn start(pki: &Pki) -> (Worker, Edge) {
+    let worker = Worker::start(Moto::shared(), &[]).await;
+    let cert = pki.cert_file().display().to_string();
+    let key = pki.key_file().display().to_string();
+    let edge = Edge::start(
+        &worker.base_url(),
+        &[("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &key)],
+    )
+    .await;
+    (worker, edge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_over_http2_and_http1_with_the_generated_ca() {
+    let pki = Pki::new("curl");
+    pki.issue("edge one");
+    let (_worker, edge) = start(&pki).await;
+    let tls = edge.tls.unwrap();
+    let resolve = format!("{HOST}:{}:127.0.0.1", tls.port());
+    let base = format!("https://{HOST}:{}", tls.port());
+    let ca = pki.ca_file().display().to_string();
+
+    // HTTP/2, two requests on one connection.
+    let (ok, out, err) = curl(&[
+        "-sS",
+        "--http2",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version} %{http_code}\n",
+        &format!("{base}/parameters"),
+        &format!("{base}/api/parameter/param1"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[1], "2 200");
+    assert_eq!(lines[3], "2 200");
+    let params: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(params["main_api_version"], "test-edge");
+    let param: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(param["value"], "value1");
+
+    // HTTP/1.1 over TLS, headers included.
+    let (ok, out, err) = curl(&[
+        "-sS",
+        "--http1.1",
+        "-i",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("{base}/parameters"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{out}");
+    assert!(lower.contains("x-cache: hit"), "{out}");
+    assert!(lower.contains("content-length:"), "{out}");
+
+    // HTTP/2 errors are JSON too.
+    let (ok, out, _) = curl(&[
+        "-sS",
+        "--http2",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("{base}/nope"),
+    ])
+    .await;
+    assert!(ok);
+    assert!(out.contains("\"not_found\""), "{out}");
+
+    // Plain curl without the CA refuses the certificate.
+    let (ok, _, _) = curl(&["-sS", "--resolve", &resolve, &format!("{base}/parameters")]).await;
+    assert!(!ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_and_1_3_with_alpn_and_older_versions_refused() {
+    let pki = Pki::new("versions");
+    pki.issue("edge one");
+    let (_worker, edge) = start(&pki).await;
+    let tls = edge.tls.unwrap();
+
+    let (v, alpn, _) = handshake(tls, client_config(&pki, &[&rustls::version::TLS13])).await;
+    assert_eq!(v, rustls::ProtocolVersion::TLSv1_3);
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let (v, alpn, _) = handshake(tls, client_config(&pki, &[&rustls::version::TLS12])).await;
+    assert_eq!(v, rustls::ProtocolVersion::TLSv1_2);
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let mut h1_only = client_config(&pki, &[&rustls::version::TLS13]);
+    h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (_, alpn, _) = handshake(tls, h1_only).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+
+    // TLS 1.1 and below: the handshake fails (whatever the client allows).
+    let ca = pki.ca_file().display().to_string();
+    let resolve = format!("{HOST}:{}:127.0.0.1", tls.port());
+    let (ok, _, err) = curl(&[
+        "-sS",
+        "--tlsv1.1",
+        "--tls-max",
+        "1.1",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("https://{HOST}:{}/parameters", tls.port()),
+    ])
+    .await;
+    assert!(!ok, "TLS 1.1 must be refused: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_rotated_on_disk_is_served_without_restart() {
+    let pki = Pki::new("rotate");
+    let first = pki.issue("edge one");
+    let (_worker, edge) = start(&pki).await;
+    let tls = edge.tls.unwrap();
+    let config = || client_config(&pki, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+
+    let (_, _, der) = handshake(tls, config()).await;
+    assert_eq!(der, first);
+
+    let second = pki.issue("edge two");
+    assert_ne!(first, second);
+    // The files are looked at, at most, once a second.
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen = handshake(tls, config()).await.2;
+        if seen == second {
+            break;
+        }
+    }
+    assert_eq!(seen, second, "the rotated certificate was not picked up");
+
+    // A broken pair on disk keeps the last good one.
+    std::fs::write(pki.key_file(), "not a key").unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(handshake(tls, config()).await.2, second);
+
+    // And real clients keep working over the rotated certificate.
+    let ca = pki.ca_file().display().to_string();
+    let resolve = format!("{HOST}:{}:127.0.0.1", tls.port());
+    let (ok, out, err) = curl(&[
+        "-sS",
+        "--http2",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        &format!("https://{HOST}:{}/parameter/param2", tls.port()),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("value2"), "{out}");
+    assert!(
+        edge.logs().contains("TLS certificate reloaded"),
+        "{}",
+        edge.logs()
+    );
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_rejected_before_start_with_exit_64() {
+    let pki = Pki::new("bad");
+    pki.issue("edge one");
+    let other = Pki::new("bad-other");
+    other.issue("other");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env_clear()
+        .args([
+            "--tls-listen-addr",
+            "127.0.0.1:0",
+            "--tls-cert-file",
+            &pki.cert_file().display().to_string(),
+            "--tls-key-file",
+            &other.key_file().display().to_string(),
+            "--cache-ttl-seconds",
+            "soon",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match"), "{err}");
+    assert!(
+        err.contains("CACHE_TTL_SECONDS"),
+        "every error at once: {err}"
+    );
+}
