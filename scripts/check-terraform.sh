@@ -5,6 +5,7 @@
 #      (bootstrap, shared, environment) with the committed lock files.
 #   2. terraform test (mocked provider) in every module and root that has tests.
 #   3. checkov on terraform/ (every skip is inline, with its reason).
+#      Steps 1 (after fmt) to 3 run in the background beside step 4.
 #   4. An emulator run: moto on 127.0.0.1, apply bootstrap (local state), then
 #      shared, dev and prod with the S3 backend and lock files in the state
 #      bucket; a held lock must block a plan; moto_checks.py compares what
@@ -71,7 +72,6 @@ wait_http() { # wait_http URL SECONDS
 }
 
 command -v terraform >/dev/null || die "terraform is not on PATH (1.11 or later is required)"
-log "$(terraform version | head -n 1)"
 
 # --- provider installation ---------------------------------------------------
 find_mirror() {
@@ -80,8 +80,11 @@ find_mirror() {
     echo "$TF_PROVIDER_MIRROR"
     return
   fi
-  bin=$(find / -xdev \( -path /proc -o -path /sys -o -name .git -o -name target -o -name node_modules \) -prune \
-    -o -path '*/registry.terraform.io/hashicorp/aws/*/terraform-provider-aws_*' -type f -print 2>/dev/null | head -n 1)
+  local pattern='*/registry.terraform.io/hashicorp/aws/*/terraform-provider-aws_*'
+  # The usual places first, then the whole file system.
+  bin=$(find /opt /usr/local/share /usr/share "$HOME/.terraform.d" -maxdepth 7 -path "$pattern" -type f -print 2>/dev/null | head -n 1)
+  [ -n "$bin" ] || bin=$(find / -xdev \( -path /proc -o -path /sys -o -name .git -o -name target -o -name node_modules \) -prune \
+    -o -path "$pattern" -type f -print 2>/dev/null | head -n 1)
   # <mirror>/registry.terraform.io/hashicorp/aws/VERSION/OS_ARCH/terraform-provider-aws_*
   [ -n "$bin" ] && dirname "$(dirname "$(dirname "$(dirname "$(dirname "$(dirname "$bin")")")")")"
 }
@@ -108,6 +111,8 @@ else
   printf 'plugin_cache_dir = "%s"\n' "$TOOLS_DIR/terraform-plugin-cache" >"$TF_CLI_CONFIG_FILE"
 fi
 
+log "$(terraform version | head -n 1)"
+
 tf() { # tf DATA_NAME DIR ARGS... : terraform with a per-run data dir under .run
   local data=$1 dir=$2; shift 2
   TF_DATA_DIR="$WORK/data/$data" terraform -chdir="$dir" "$@"
@@ -120,25 +125,25 @@ cargo build -p aux-worker >"$WORK/logs/cargo-build.log" 2>&1 &
 BUILD_PID=$!
 PIDS+=("$BUILD_PID")
 
-# --- 1. format, init, validate ---------------------------------------------------
+# --- 1 to 3 run in the background while the emulator applies ------------------
 log "terraform fmt -check -recursive terraform/"
 terraform fmt -check -recursive -diff "$TFDIR" || die "terraform fmt: run 'terraform fmt -recursive terraform'"
 
 ROOTS=(bootstrap shared environment)
-TESTED=(modules/s3 modules/ssm modules/ecr modules/iam bootstrap environment)
-for d in "${ROOTS[@]}" modules/s3 modules/ssm modules/ecr modules/iam; do
-  [ -f "$TFDIR/$d/.terraform.lock.hcl" ] || die "$d: .terraform.lock.hcl is missing (run terraform init there and commit it)"
-  run_logged "init-${d//\//-}" tf "${d//\//-}" "$TFDIR/$d" init -backend=false -lockfile=readonly -no-color
-done
-for d in "${ROOTS[@]}"; do
-  run_logged "validate-$d" tf "$d" "$TFDIR/$d" validate -no-color
-  log "validate $d: ok"
-done
-
-# --- 2 and 3 run in the background while the emulator applies -----------------
+MODULES=(modules/s3 modules/ssm modules/ecr modules/iam)
+TESTED=("${MODULES[@]}" bootstrap environment)
 static_checks() {
   local d
+  for d in "${ROOTS[@]}" "${MODULES[@]}"; do
+    [ -f "$TFDIR/$d/.terraform.lock.hcl" ] || { echo "$d: .terraform.lock.hcl is missing (run terraform init there and commit it)"; return 1; }
+    tf "${d//\//-}" "$TFDIR/$d" init -backend=false -lockfile=readonly -no-color >/dev/null || { echo "init failed in $d"; return 1; }
+  done
+  for d in "${ROOTS[@]}"; do
+    echo "validate $d"
+    tf "$d" "$TFDIR/$d" validate -no-color || { echo "validate failed in $d"; return 1; }
+  done
   for d in "${TESTED[@]}"; do
+    echo "test $d"
     tf "${d//\//-}" "$TFDIR/$d" test -no-color || { echo "terraform test failed in $d"; return 1; }
   done
   checkov -d "$TFDIR" --framework terraform --skip-download --quiet --compact
@@ -146,7 +151,7 @@ static_checks() {
 static_checks >"$WORK/logs/static.log" 2>&1 &
 STATIC_PID=$!
 PIDS+=("$STATIC_PID")
-log "terraform test (${TESTED[*]}) and checkov started in the background"
+log "init and validate (${ROOTS[*]}), terraform test (${TESTED[*]}) and checkov started in the background"
 
 # --- 4. apply against moto --------------------------------------------------------
 PORT=$(free_port)
@@ -256,13 +261,13 @@ log "what exists in the emulator, against the outputs:"
   --shared "$WORK/out-shared.json" --env "dev=$WORK/out-dev.json" --env "prod=$WORK/out-prod.json" ||
   die "emulator state differs from the configuration"
 
-# --- 2 and 3: results ---------------------------------------------------------
+# --- 1 to 3: results ---------------------------------------------------------
 if ! wait "$STATIC_PID"; then
   tail -n 60 "$WORK/logs/static.log" | sed 's/^/    [static] /' >&2
-  die "terraform test or checkov (log: .run/terraform/logs/static.log)"
+  die "init, validate, terraform test or checkov (log: .run/terraform/logs/static.log)"
 fi
-grep -E '^(tests/|Success!|Passed checks)' "$WORK/logs/static.log" | sed 's/^/  /'
-log "terraform test and checkov: ok"
+grep -E '^(validate |test |Success!|Passed checks|  run )' "$WORK/logs/static.log" | sed 's/^/  /'
+log "init, validate, terraform test and checkov: ok"
 
 # --- 5. pod role policy against the worker's AWS calls ----------------------------
 out() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["value"])' "$WORK/out-$1.json" "$2"; }
@@ -301,11 +306,11 @@ log "aux-worker on 127.0.0.1:$LISTEN_PORT (PARAMETER_PREFIX=$PREFIX, EXPOSE_SECU
 API="http://127.0.0.1:$LISTEN_PORT"
 curl -fsS "$API/parameters" >"$WORK/worker-parameters.json" || die "GET /parameters"
 curl -fsS "$API/parameter/param1" >"$WORK/worker-param1.json" || die "GET /parameter/param1"
-curl -fsS "$API/parameter/api-token" >"$WORK/worker-secure.json" || die "GET /parameter/api-token"
+SECURE_STATUS=$(curl -sS -o "$WORK/worker-secure.json" -w '%{http_code}' "$API/parameter/api-token") || die "GET /parameter/api-token"
 tf moto-dev "$MOTO_TF/environment" show -json >"$WORK/state-dev.json"
-"$PY" - "$WORK" <<'EOF' || die "the worker does not return what Terraform created"
+"$PY" - "$WORK" "$SECURE_STATUS" <<'EOF' || die "the worker does not return what Terraform created"
 import json, sys
-work = sys.argv[1]
+work, secure_status = sys.argv[1], int(sys.argv[2])
 load = lambda name: json.load(open(f"{work}/{name}"))
 outputs = {k: v["value"] for k, v in load("out-dev.json").items()}
 state = load("state-dev.json")
@@ -335,8 +340,12 @@ expect(p1.get("name") == name and p1.get("type") == "String" and p1.get("version
        f"GET /parameter/param1 names {name}, type String, version 1")
 expect(p1.get("value") == params[name]["value"], f"GET /parameter/param1 returns the value in the Terraform state ({params[name]['value']!r})")
 secure = load("worker-secure.json")
-expect(secure.get("type") == "SecureString" and secure.get("value") == "placeholder-set-out-of-band",
-       "GET /parameter/api-token decrypts the SecureString written by Terraform (write-only placeholder)")
+if outputs["expose_secure_parameters"]:
+    expect(secure_status == 200 and secure.get("type") == "SecureString" and secure.get("value") == "placeholder-set-out-of-band",
+           "GET /parameter/api-token decrypts the SecureString written by Terraform (write-only placeholder)")
+else:
+    expect(secure_status == 403 and "placeholder" not in json.dumps(secure),
+           f"GET /parameter/api-token is refused (HTTP {secure_status}) without revealing the SecureString value")
 sys.exit(1 if failures else 0)
 EOF
 

@@ -9,6 +9,7 @@ module "state_bucket" {
 
   bucket_name = coalesce(var.state_bucket_name, "${var.project}-tfstate-${data.aws_caller_identity.current.account_id}")
 
-  # State history is the undo log of the infrastructure: keep it longer.
-  noncurrent_version_expiration_days = 365
+  # Every state version is kept: the history is the undo log of the
+  # infrastructure, and state objects are small.
+  noncurrent_version_expiration_days = null
 }

@@ -2,8 +2,8 @@
 """Assertions on what Terraform created in the AWS emulator.
 
   moto_checks.py state-bucket --endpoint URL --bucket NAME
-      The state bucket as bootstrap left it: versioning, SSE-KMS, public
-      access blocked, ACLs disabled, TLS-only policy, old versions expiring.
+      The state bucket as bootstrap left it: versioning with every version
+      kept, SSE-KMS, public access blocked, ACLs disabled, TLS-only policy.
 
   moto_checks.py drop-tls-policy --endpoint URL --bucket NAME
       Removes the TLS-only bucket policy again, in the emulator only: moto
@@ -51,7 +51,7 @@ def client(service: str, endpoint: str):
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def bucket_hardening(c: Checks, s3, bucket: str, with_policy: bool = True) -> None:
+def bucket_hardening(c: Checks, s3, bucket: str, expires_old_versions: bool) -> None:
     c.expect(s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled", f"{bucket}: versioning enabled")
     rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     c.expect([r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] == ["aws:kms"],
@@ -61,18 +61,25 @@ def bucket_hardening(c: Checks, s3, bucket: str, with_policy: bool = True) -> No
              f"{bucket}: every public access block setting on")
     owner = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     c.expect([r["ObjectOwnership"] for r in owner] == ["BucketOwnerEnforced"], f"{bucket}: ACLs disabled")
-    lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    c.expect(any("NoncurrentVersionExpiration" in r and r["Status"] == "Enabled" for r in lifecycle),
-             f"{bucket}: old versions expire")
-    if with_policy:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-        c.expect(any(s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
-                     for s in policy["Statement"]), f"{bucket}: policy denies requests without TLS")
+    try:
+        lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    except s3.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] != "NoSuchLifecycleConfiguration":
+            raise
+        lifecycle = []
+    expiring = any("NoncurrentVersionExpiration" in r and r["Status"] == "Enabled" for r in lifecycle)
+    if expires_old_versions:
+        c.expect(expiring, f"{bucket}: old versions expire")
+    else:
+        c.expect(not expiring, f"{bucket}: every version is kept (no expiry rule)")
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    c.expect(any(s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+                 for s in policy["Statement"]), f"{bucket}: policy denies requests without TLS")
 
 
 def cmd_state_bucket(args) -> int:
     c = Checks()
-    bucket_hardening(c, client("s3", args.endpoint), args.bucket)
+    bucket_hardening(c, client("s3", args.endpoint), args.bucket, expires_old_versions=False)
     return c.done()
 
 
@@ -159,7 +166,7 @@ def cmd_deployed(args) -> int:
         c.expect(bool(secure) and all(p.get("KeyId") == out["parameters_kms_key_arn"] for p in secure),
                  f"{env}: SecureString parameters use the environment's KMS key")
         # Application bucket.
-        bucket_hardening(c, s3, out["bucket_name"])
+        bucket_hardening(c, s3, out["bucket_name"], expires_old_versions=True)
     return c.done()
 
 

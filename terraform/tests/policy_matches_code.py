@@ -194,6 +194,19 @@ def run(source_dir, workspace, policies, sources=None, ops=None) -> list[str]:
     return errors, found, needed, decrypts
 
 
+def without_decrypt(policy: dict) -> dict:
+    p = json.loads(json.dumps(policy))
+    p["Statement"] = [s for s in p["Statement"] if "kms:Decrypt" not in as_list(s["Action"])]
+    return p
+
+
+def with_decrypt(policy: dict, key: str) -> dict:
+    p = without_decrypt(policy)
+    p["Statement"].append({"Sid": "Decrypt", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
+                           "Condition": {"StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}}})
+    return p
+
+
 def self_test(source_dir, workspace, policies) -> None:
     """Each altered input must be rejected, or the check proves nothing."""
     ops = sdk_operations(workspace)
@@ -229,11 +242,18 @@ def self_test(source_dir, workspace, policies) -> None:
         "code calls get_parameters_by_path the policy does not allow":
             (policies, {**sources, first: sources[first] + "\nfn extra(c: &Client) { c.get_parameters_by_path(); }\n"}),
     }
-    if decrypt:
-        cases["kms:Decrypt widened to '*'"] = (mutated_policy(lambda p: widen(p, "kms:Decrypt")), sources)
-    else:
-        cases["kms:Decrypt granted where decryption is off"] = (
-            mutated_policy(lambda p: add_statement(p, "kms:Decrypt", "arn:aws:kms:eu-west-1:111122223333:key/x")), sources)
+    cases["kms:Decrypt granted where decryption is off"] = (
+        [(env, with_decrypt(policy, "arn:aws:kms:eu-west-1:111122223333:key/x"), prefix, False)], sources)
+    cases["decryption on but kms:Decrypt on '*'"] = (
+        [(env, with_decrypt(policy, "*"), prefix, True)], sources)
+    cases["decryption on but kms:Decrypt missing"] = (
+        [(env, without_decrypt(policy), prefix, True)], sources)
+    # Positive control: a correct decrypting policy passes.
+    control = [(env, with_decrypt(policy, "arn:aws:kms:eu-west-1:111122223333:key/x"), prefix, True)]
+    errors, *_ = run(source_dir, workspace, control, sources, ops)
+    print(f"  self-test: a correct policy with decryption on: {'accepted' if not errors else 'REJECTED ' + str(errors)}")
+    if errors:
+        raise Failure("the check rejects a correct decrypting policy")
     bad = []
     for name, (pols, srcs) in cases.items():
         try:

@@ -13,5 +13,6 @@ secure_parameters = {
   api-token = "Example secret; the value is set out of band"
 }
 
-# dev shows SecureString values (EXPOSE_SECURE_PARAMETERS=true).
-allow_secure_parameter_decryption = true
+# The service runs with EXPOSE_SECURE_PARAMETERS=false, so its role cannot
+# decrypt. Set both to true to show SecureString values.
+allow_secure_parameter_decryption = false

@@ -13,5 +13,6 @@ secure_parameters = {
   api-token = "Example secret; the value is set out of band"
 }
 
-# prod never returns SecureString values, so the pod role cannot decrypt them.
+# The service runs with EXPOSE_SECURE_PARAMETERS=false, so its role cannot
+# decrypt.
 allow_secure_parameter_decryption = false

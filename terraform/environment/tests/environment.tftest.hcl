@@ -105,7 +105,7 @@ run "prod" {
   }
 
   assert {
-    condition     = toset(jsondecode(output.ci_policy).Statement[1].Action) == toset(["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"])
+    condition     = toset(jsondecode(output.ci_policy).Statement[1].Action) == toset(["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:PutImage"])
     error_message = "The prod CI role only reads images and adds tags."
   }
 

@@ -7,6 +7,7 @@ locals {
   # of a rule can no longer be expired by a rule of lower priority. Rule 1
   # selects release tags and only expires beyond an unreachable count, so it
   # shields every v* image, including a commit image that was later tagged.
+  # Rule 2 does the same for signatures kept under sha256-<digest> tags.
   lifecycle_policy = jsonencode({
     rules = [
       {
@@ -22,6 +23,17 @@ locals {
       },
       {
         rulePriority = 2
+        description  = "Keep signatures and attestations stored under sha256-<digest> tags"
+        selection = {
+          tagStatus      = "tagged"
+          tagPatternList = ["sha256-*"]
+          countType      = "imageCountMoreThan"
+          countNumber    = 100000
+        }
+        action = { type = "expire" }
+      },
+      {
+        rulePriority = 3
         description  = "Expire untagged images after ${var.untagged_expiry_days} days"
         selection = {
           tagStatus   = "untagged"
@@ -32,7 +44,7 @@ locals {
         action = { type = "expire" }
       },
       {
-        rulePriority = 3
+        rulePriority = 4
         description  = "Keep the last ${var.keep_commit_images} commit images"
         selection = {
           tagStatus   = "any"

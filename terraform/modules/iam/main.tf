@@ -17,11 +17,13 @@ locals {
       "ecr:PutImage",
       "ecr:UploadLayerPart",
     ]
-    # Add a release tag to an image that exists: read its manifest, put it
-    # back under the new tag.
+    # Add a release tag to an image that exists: read its manifest (and
+    # the signature's blobs, for verification), put it back under the new
+    # tag. No layer upload.
     promote = [
       "ecr:BatchGetImage",
       "ecr:DescribeImages",
+      "ecr:GetDownloadUrlForLayer",
       "ecr:PutImage",
     ]
   }

@@ -1,6 +1,6 @@
 # A private bucket with the same hardening everywhere: versioning, SSE-KMS by
 # default, every form of public access blocked, ACLs disabled, TLS-only access
-# and expiry of old object versions.
+# and, unless the caller keeps every version, expiry of old object versions.
 
 resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_18:Access logging needs a separate log bucket per account; CloudTrail data events are the audit trail of choice here.
@@ -48,6 +48,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  count = var.noncurrent_version_expiration_days == null ? 0 : 1
+
   bucket = aws_s3_bucket.this.id
 
   rule {

@@ -15,13 +15,13 @@ variable "kms_key_arn" {
 }
 
 variable "noncurrent_version_expiration_days" {
-  description = "Days a replaced or deleted object version is kept before it expires."
+  description = "Days a replaced or deleted object version is kept before it expires; null keeps every version (no lifecycle rule)."
   type        = number
   default     = 90
 
   validation {
-    condition     = var.noncurrent_version_expiration_days >= 1
-    error_message = "noncurrent_version_expiration_days must be at least 1."
+    condition     = var.noncurrent_version_expiration_days == null || try(var.noncurrent_version_expiration_days >= 1, false)
+    error_message = "noncurrent_version_expiration_days must be at least 1, or null to keep every version."
   }
 }
 

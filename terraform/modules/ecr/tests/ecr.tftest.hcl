@@ -67,6 +67,15 @@ run "lifecycle_keeps_release_tags" {
   assert {
     condition = anytrue([
       for r in jsondecode(output.lifecycle_policy).rules :
+      try(r.selection.tagPatternList, []) == ["sha256-*"] && r.selection.countNumber >= 100000
+      && r.rulePriority < max([for x in jsondecode(output.lifecycle_policy).rules : x.rulePriority]...)
+    ])
+    error_message = "Signature tags (sha256-*) must be kept ahead of the catch-all rule."
+  }
+
+  assert {
+    condition = anytrue([
+      for r in jsondecode(output.lifecycle_policy).rules :
       r.selection.tagStatus == "untagged" && r.selection.countType == "sinceImagePushed"
     ])
     error_message = "Untagged images must expire by age."

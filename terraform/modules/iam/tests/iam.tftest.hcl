@@ -89,7 +89,7 @@ run "ci_promote_policy_only_reads_and_tags" {
   }
 
   assert {
-    condition     = toset(jsondecode(aws_iam_role_policy.ci.policy).Statement[1].Action) == toset(["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"])
+    condition     = toset(jsondecode(aws_iam_role_policy.ci.policy).Statement[1].Action) == toset(["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer", "ecr:PutImage"])
     error_message = "The promote policy must only read images and put a tag."
   }
 

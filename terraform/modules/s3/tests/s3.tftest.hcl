@@ -55,9 +55,32 @@ run "bucket_is_hardened" {
   }
 
   assert {
-    condition     = aws_s3_bucket_lifecycle_configuration.this.rule[0].noncurrent_version_expiration[0].noncurrent_days == 90
+    condition     = aws_s3_bucket_lifecycle_configuration.this[0].rule[0].noncurrent_version_expiration[0].noncurrent_days == 90
     error_message = "Old versions must expire (default 90 days)."
   }
+}
+
+run "null_expiry_keeps_every_version" {
+  command = apply
+
+  variables {
+    noncurrent_version_expiration_days = null
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_lifecycle_configuration.this) == 0 && aws_s3_bucket_versioning.this.versioning_configuration[0].status == "Enabled"
+    error_message = "null keeps every version: versioning on, no expiry rule."
+  }
+}
+
+run "rejects_zero_expiry" {
+  command = plan
+
+  variables {
+    noncurrent_version_expiration_days = 0
+  }
+
+  expect_failures = [var.noncurrent_version_expiration_days]
 }
 
 run "rejects_invalid_bucket_name" {
