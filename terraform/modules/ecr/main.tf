@@ -4,36 +4,28 @@
 
 locals {
   # ECR evaluates rules by priority, and an image matched by the tag selection
-  # of a rule can no longer be expired by a rule of lower priority. Rule 1
-  # selects release tags and only expires beyond an unreachable count, so it
-  # shields every v* image, including a commit image that was later tagged.
-  # Rule 2 does the same for signatures kept under sha256-<digest> tags.
+  # of a rule can no longer be expired by a rule of lower priority. The first
+  # rules select release tags (v*) and signatures kept under sha256-<digest>
+  # tags, and only expire beyond an unreachable count: they shield those
+  # images, including a commit image that was later given a release tag.
+  kept_tag_patterns = ["v*", "sha256-*"]
+
+  keep_rules = [for i, pattern in local.kept_tag_patterns : {
+    rulePriority = i + 1
+    description  = "Keep images tagged ${pattern}"
+    selection = {
+      tagStatus      = "tagged"
+      tagPatternList = [pattern]
+      countType      = "imageCountMoreThan"
+      countNumber    = 100000
+    }
+    action = { type = "expire" }
+  }]
+
   lifecycle_policy = jsonencode({
-    rules = [
+    rules = concat(local.keep_rules, [
       {
-        rulePriority = 1
-        description  = "Keep release images (v*)"
-        selection = {
-          tagStatus      = "tagged"
-          tagPatternList = ["v*"]
-          countType      = "imageCountMoreThan"
-          countNumber    = 100000
-        }
-        action = { type = "expire" }
-      },
-      {
-        rulePriority = 2
-        description  = "Keep signatures and attestations stored under sha256-<digest> tags"
-        selection = {
-          tagStatus      = "tagged"
-          tagPatternList = ["sha256-*"]
-          countType      = "imageCountMoreThan"
-          countNumber    = 100000
-        }
-        action = { type = "expire" }
-      },
-      {
-        rulePriority = 3
+        rulePriority = length(local.keep_rules) + 1
         description  = "Expire untagged images after ${var.untagged_expiry_days} days"
         selection = {
           tagStatus   = "untagged"
@@ -44,7 +36,7 @@ locals {
         action = { type = "expire" }
       },
       {
-        rulePriority = 4
+        rulePriority = length(local.keep_rules) + 2
         description  = "Keep the last ${var.keep_commit_images} commit images"
         selection = {
           tagStatus   = "any"
@@ -53,7 +45,7 @@ locals {
         }
         action = { type = "expire" }
       },
-    ]
+    ])
   })
 }
 
