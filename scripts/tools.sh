@@ -98,6 +98,23 @@ export NODE_PATH="$TOOLS/node/node_modules"
 EOF
 }
 
+# Commands the machine must already have (a Rust toolchain, Python, Node.js,
+# kubectl with kustomize, Terraform); reported together, loudly.
+prerequisites() {
+  local missing=()
+  for c in cargo rustc python3 git curl openssl; do
+    command -v "$c" >/dev/null || missing+=("$c")
+  done
+  for c in "$@"; do
+    command -v "$c" >/dev/null || missing+=("$c")
+  done
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv/ensurepip (Debian: python3-venv)")
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf '[tools] error: missing prerequisites: %s\n' "${missing[*]}" >&2
+    exit 1
+  fi
+}
+
 main() {
   [ $# -eq 0 ] && set -- all
   for g in "$@"; do
@@ -106,12 +123,14 @@ main() {
     esac
     lock
     case "$g" in
-      apt) apt_group ;;
+      apt) prerequisites; apt_group ;;
       python) python_group ;;
       checkov) checkov_group ;;
       node) node_group ;;
       prometheus) prometheus_group ;;
-      all) apt_group; python_group; checkov_group; node_group; prometheus_group ;;
+      all)
+        prerequisites npm node kubectl terraform
+        apt_group; python_group; checkov_group; node_group; prometheus_group ;;
       *) die "unknown group: $g" ;;
     esac
     exec 9>&-

@@ -169,10 +169,11 @@ impl Config {
             env::ADMIN_ADDR,
             parse_addr(&args.admin_addr).map(|a| admin_addr = Some(a)),
         );
-        if let (Some(l), Some(a)) = (listen_addr, admin_addr) {
-            if l == a && l.port() != 0 {
-                check(env::ADMIN_ADDR, Err(format!("{a} is also LISTEN_ADDR")));
-            }
+        if let (Some(l), Some(a)) = (listen_addr, admin_addr)
+            && l == a
+            && l.port() != 0
+        {
+            check(env::ADMIN_ADDR, Err(format!("{a} is also LISTEN_ADDR")));
         }
         check(env::SERVICE_VERSION, check_version(&args.service_version));
 

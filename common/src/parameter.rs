@@ -316,11 +316,17 @@ mod tests {
             prop_assert_eq!(parsed.as_str(), name.as_str());
         }
 
-        /// Arbitrary bytes never panic the parser.
+        /// Arbitrary text never panics the parser, and whatever it accepts
+        /// is made of allowed characters only.
         #[test]
-        fn arbitrary_input_never_panics(raw in any::<String>()) {
-            let _ = ParameterName::from_path_segment(&raw);
-            let _ = ParameterPrefix::parse(&raw);
+        fn arbitrary_input_is_refused_or_safe(raw in any::<String>()) {
+            if let Ok(name) = ParameterName::from_path_segment(&raw) {
+                prop_assert!(name.as_str().bytes().all(|c| is_allowed_char(c) || c == b'/'));
+            }
+            if let Ok(prefix) = ParameterPrefix::parse(&raw) {
+                prop_assert!(prefix.as_str().starts_with('/'));
+                prop_assert!(prefix.as_str().bytes().all(|c| is_allowed_char(c) || c == b'/'));
+            }
         }
     }
 }
