@@ -13,6 +13,11 @@ variable "aws_region" {
   description = "Region of the state bucket."
   type        = string
   default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.aws_region))
+    error_message = "aws_region must be an AWS region name such as eu-west-1."
+  }
 }
 
 variable "state_bucket_name" {

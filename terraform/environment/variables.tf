@@ -23,6 +23,11 @@ variable "aws_region" {
   description = "Region of the environment."
   type        = string
   default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.aws_region))
+    error_message = "aws_region must be an AWS region name such as eu-west-1."
+  }
 }
 
 variable "github_repository" {
@@ -39,6 +44,11 @@ variable "images" {
   description = "Image repositories (created by the shared root) the CI role may use."
   type        = set(string)
   default     = ["main-api", "auxiliary-service"]
+
+  validation {
+    condition     = length(var.images) > 0
+    error_message = "images must name at least one repository."
+  }
 }
 
 variable "eks_oidc_issuer_url" {

@@ -145,3 +145,14 @@ run "rejects_wildcard_repository" {
 
   expect_failures = [var.github_repository]
 }
+
+run "rejects_bad_region" {
+  command = plan
+
+  variables {
+    environment = "dev"
+    aws_region  = "europe"
+  }
+
+  expect_failures = [var.aws_region]
+}
