@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 /// Buckets for request and upstream durations, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -70,6 +72,30 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     pub build_info: IntGaugeVec,
     pub ready: IntGauge,
+    hot: Hot,
+}
+
+/// Route templates, in the order [`Hot`] indexes them.
+const ROUTES: [&str; 4] = [
+    "/s3-buckets",
+    "/parameters",
+    "/parameter/{name}",
+    "unmatched",
+];
+const CACHED: [&str; 2] = ["/parameters", "/parameter/{name}"];
+const HOT_METHODS: [&str; 2] = ["GET", "HEAD"];
+const HOT_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+const CACHE_RESULTS: [CacheResult; 3] = [CacheResult::Hit, CacheResult::Miss, CacheResult::Stale];
+
+/// Handles on the series every request touches, taken once.
+#[derive(Debug, Default)]
+struct Hot {
+    /// ROUTES x HOT_METHODS x HOT_CLASSES
+    requests: Vec<IntCounter>,
+    /// ROUTES x HOT_METHODS
+    durations: Vec<Histogram>,
+    /// CACHED x CACHE_RESULTS
+    lookups: Vec<IntCounter>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -117,7 +143,7 @@ fn unreachable_metric<T>() -> T {
 
 impl Metrics {
     fn register() -> Self {
-        let m = Metrics {
+        let mut m = Metrics {
             requests: counter(
                 "edge_http_requests_total",
                 "Requests answered, by route template, method and status class.",
@@ -160,6 +186,7 @@ impl Metrics {
                 "edge_ready",
                 "1 while /readyz answers 200, 0 while draining.",
             ),
+            hot: Hot::default(),
         };
         m.ready.set(1);
         m.preset();
@@ -167,39 +194,63 @@ impl Metrics {
     }
 
     /// Creates the common series at zero, so that rates and alerts see them
-    /// from the first scrape rather than only after the first event.
-    fn preset(&self) {
-        const ROUTES: [&str; 4] = [
-            "/s3-buckets",
-            "/parameters",
-            "/parameter/{name}",
-            "unmatched",
-        ];
-        const CACHED: [&str; 2] = ["/parameters", "/parameter/{name}"];
-        for route in ROUTES {
-            for class in ["2xx", "4xx", "5xx"] {
-                self.requests.with_label_values(&[route, "GET", class]);
+    /// from the first scrape, and keeps handles on the request-path ones.
+    fn preset(&mut self) {
+        for (r, route) in ROUTES.iter().enumerate() {
+            for method in HOT_METHODS {
+                for class in HOT_CLASSES {
+                    self.hot
+                        .requests
+                        .push(self.requests.with_label_values(&[route, method, class]));
+                }
+                self.hot
+                    .durations
+                    .push(self.request_duration.with_label_values(&[route, method]));
             }
-            self.request_duration.with_label_values(&[route, "GET"]);
-        }
-        for route in &ROUTES[..3] {
-            for outcome in [
-                UpstreamOutcome::Ok,
-                UpstreamOutcome::ConnectError,
-                UpstreamOutcome::Timeout,
-                UpstreamOutcome::Error,
-            ] {
-                self.upstream_requests
-                    .with_label_values(&[route, outcome.as_str()]);
+            if r < 3 {
+                for outcome in [
+                    UpstreamOutcome::Ok,
+                    UpstreamOutcome::ConnectError,
+                    UpstreamOutcome::Timeout,
+                    UpstreamOutcome::Error,
+                ] {
+                    self.upstream_requests
+                        .with_label_values(&[route, outcome.as_str()]);
+                }
+                self.upstream_duration.with_label_values(&[route]);
             }
-            self.upstream_duration.with_label_values(&[route]);
         }
         for route in CACHED {
-            for result in [CacheResult::Hit, CacheResult::Miss, CacheResult::Stale] {
-                self.cache_lookups
-                    .with_label_values(&[route, result.label()]);
+            for result in CACHE_RESULTS {
+                self.hot.lookups.push(
+                    self.cache_lookups
+                        .with_label_values(&[route, result.label()]),
+                );
             }
             self.cache_coalesced_waits.with_label_values(&[route]);
+        }
+    }
+
+    /// Counts an answered request. The usual label sets use handles taken at
+    /// start-up: no label hashing or lock on the request path.
+    pub fn observe_request(&self, route: &str, method: &str, status_class: &str, seconds: f64) {
+        let r = ROUTES.iter().position(|x| *x == route);
+        let m = HOT_METHODS.iter().position(|x| *x == method);
+        let c = HOT_CLASSES.iter().position(|x| *x == status_class);
+        match (r, m, c) {
+            (Some(r), Some(m), Some(c)) => {
+                let rm = r * HOT_METHODS.len() + m;
+                self.hot.requests[rm * HOT_CLASSES.len() + c].inc();
+                self.hot.durations[rm].observe(seconds);
+            }
+            _ => {
+                self.requests
+                    .with_label_values(&[route, method, status_class])
+                    .inc();
+                self.request_duration
+                    .with_label_values(&[route, method])
+                    .observe(seconds);
+            }
         }
     }
 
@@ -217,9 +268,14 @@ impl Metrics {
     }
 
     pub fn observe_cache(&self, route: &str, result: CacheResult) {
-        self.cache_lookups
-            .with_label_values(&[route, result.label()])
-            .inc();
+        let i = CACHE_RESULTS.iter().position(|x| *x == result);
+        match (CACHED.iter().position(|x| *x == route), i) {
+            (Some(r), Some(i)) => self.hot.lookups[r * CACHE_RESULTS.len() + i].inc(),
+            _ => self
+                .cache_lookups
+                .with_label_values(&[route, result.label()])
+                .inc(),
+        }
     }
 }
 

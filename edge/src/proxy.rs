@@ -261,13 +261,12 @@ impl ProxyHttp for EdgeApp {
         let req = session.req_header();
         let method = labels::method(&req.method);
         let elapsed = ctx.start.elapsed();
-        let m = metrics();
-        m.requests
-            .with_label_values(&[ctx.route, method, labels::status_class(status)])
-            .inc();
-        m.request_duration
-            .with_label_values(&[ctx.route, method])
-            .observe(elapsed.as_secs_f64());
+        metrics().observe_request(
+            ctx.route,
+            method,
+            labels::status_class(status),
+            elapsed.as_secs_f64(),
+        );
         tracing::info!(
             target: "edge::access",
             method = %req.method,

@@ -346,79 +346,139 @@ impl BackgroundService for Resolver {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
-    fn target(host: &str, port: u16) -> UpstreamTarget {
-        UpstreamTarget {
+    fn upstream(host: &str, port: u16) -> Upstream {
+        let target = UpstreamTarget {
             host: host.to_owned(),
             port,
-        }
+        };
+        Upstream::new(target, Duration::from_secs(1), Duration::from_secs(2))
+    }
+
+    const FWD: Forwarded<'static> = Forwarded {
+        request_id: "t",
+        traceparent: None,
+    };
+
+    /// A minimal worker answering `{}` to every request, counting requests
+    /// and connections.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let (addr, count, _) = counting_server_with_connections().await;
+        (addr, count)
+    }
+
+    async fn counting_server_with_connections() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>)
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (c, k) = (count.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                k.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        c.fetch_add(1, Ordering::SeqCst);
+                        let resp = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if s.write_all(resp).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, count, conns)
+    }
+
+    /// Bound then released: nobody listens there.
+    fn dead_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn ip_literals_need_no_dns_and_names_resolve_async() {
-        let up = Upstream::new(
-            target("127.0.0.1", 1),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
-        assert_eq!(up.addresses().len(), 1);
-        let up = Upstream::new(
-            target("localhost", 8001),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
+        assert_eq!(upstream("127.0.0.1", 1).addresses().len(), 1);
+        let up = upstream("localhost", 8001);
         assert!(up.addresses().is_empty());
         assert!(up.resolve().await.unwrap() >= 1);
         assert!(up.addresses().iter().all(|a| a.port() == 8001));
     }
 
     #[tokio::test]
-    async fn dns_failure_is_an_error_not_a_panic() {
-        let up = Upstream::new(
-            target("no-such-host.invalid", 8001),
-            Duration::from_secs(1),
-            Duration::from_secs(2),
-        );
+    async fn dns_failure_is_an_error_not_a_panic_and_keeps_known_addresses() {
+        let up = upstream("no-such-host.invalid", 8001);
         assert!(up.resolve().await.is_err());
-        let r = up
-            .get(
-                "/parameters",
-                "/parameters",
-                Forwarded {
-                    request_id: "t",
-                    traceparent: None,
-                },
-            )
-            .await;
+        let r = up.get("/parameters", "/parameters", FWD).await;
         assert!(matches!(r, Err(UpstreamError::Unavailable(_))), "{r:?}");
+
+        let (addr, _) = counting_server().await;
+        *up.addrs.write().unwrap() = Arc::from(vec![addr]);
+        assert!(up.resolve().await.is_err());
+        assert_eq!(up.addresses().as_ref(), &[addr]);
+        assert_eq!(
+            up.get("/parameters", "/parameters", FWD)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_rotate_over_every_address_and_reuse_connections() {
+        let (a, count_a, conns_a) = counting_server_with_connections().await;
+        let (b, count_b, conns_b) = counting_server_with_connections().await;
+        let up = upstream("127.0.0.1", a.port());
+        *up.addrs.write().unwrap() = Arc::from(vec![a, b]);
+        for _ in 0..10 {
+            let r = up.get("/parameters", "/parameters", FWD).await.unwrap();
+            assert_eq!((r.status, &r.body[..]), (200, &b"{}"[..]));
+        }
+        assert_eq!(count_a.load(Ordering::SeqCst), 5);
+        assert_eq!(count_b.load(Ordering::SeqCst), 5);
+        // Pooled: sequential requests reuse one connection per address.
+        assert_eq!(conns_a.load(Ordering::SeqCst), 1);
+        assert_eq!(conns_b.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn refused_connection_fails_fast_after_bounded_retries() {
-        // Bind then drop to get a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let up = Upstream::new(
-            target("127.0.0.1", port),
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-        );
+        let up = upstream("127.0.0.1", dead_addr().port());
         let start = Instant::now();
-        let r = up
-            .get(
-                "/parameters",
-                "/parameters",
-                Forwarded {
-                    request_id: "t",
-                    traceparent: None,
-                },
-            )
-            .await;
+        let r = up.get("/parameters", "/parameters", FWD).await;
         assert!(matches!(r, Err(UpstreamError::Unavailable(_))), "{r:?}");
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_is_skipped_by_the_retry() {
+        let dead = dead_addr();
+        let (alive, count) = counting_server().await;
+        let up = upstream("127.0.0.1", alive.port());
+        *up.addrs.write().unwrap() = Arc::from(vec![dead, alive]);
+        for _ in 0..4 {
+            assert_eq!(
+                up.get("/parameters", "/parameters", FWD)
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 4);
     }
 }

@@ -130,6 +130,19 @@ impl Edge {
         None
     }
 
+    /// Waits up to two seconds for a sample to reach `want`.
+    pub async fn wait_for_sample(&self, name: &str, labels: &[&str], want: f64) {
+        let mut last = String::new();
+        for _ in 0..40 {
+            last = self.metrics().await;
+            if sample(&last, name, labels) == Some(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name}{labels:?} never reached {want}:\n{last}");
+    }
+
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
         let r = raw_get(self.admin, "/metrics").await.expect("metrics");
