@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The monitoring check: renders monitoring/ with kustomize and validates it
 # (CRD schemas, unknown fields, labels, rules against docs/metrics.md,
-# dashboard), runs promtool check/test on every rule group, then scrapes the
+# dashboard), runs promtool check/test on every rule group, proves with
+# mutation tests that these checks reject broken copies, then scrapes the
 # real services with a real Prometheus (monitoring/tests/scrape_test.py).
 set -euo pipefail
 
@@ -16,8 +17,25 @@ for tool in kubectl node promtool prometheus kubernetes-validate python; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-monitoring.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+BUILD_PID=""
+cleanup() {
+  if [ -n "$BUILD_PID" ] && kill -0 "$BUILD_PID" 2>/dev/null; then
+    pkill -TERM -P "$BUILD_PID" 2>/dev/null || true  # the cargo it started
+    kill "$BUILD_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
+
+# The services for the real-scrape test build in the background (the target
+# dir is shared with the other checks, so this may wait for their builds)
+# while the static checks run; the scrape step waits for it.
+(
+  cargo build -p aux-worker
+  if [ -f edge/Cargo.toml ]; then cargo build -p edge; fi
+) >"$WORK/cargo-build.log" 2>&1 &
+BUILD_PID=$!
 
 step "kustomize: render monitoring/"
 kubectl kustomize monitoring >"$WORK/rendered.yaml"
@@ -51,7 +69,16 @@ step "promtool test rules (monitoring/tests/rules/*.test.yaml)"
 cp monitoring/tests/rules/*.test.yaml "$WORK/out/"
 (cd "$WORK/out" && promtool test rules ./*.test.yaml)
 
+step "mutations: each check rejects a copy broken on purpose"
+python monitoring/tests/mutations.py --root "$ROOT" --rendered "$WORK/rendered.yaml" --out "$WORK/out"
+
 step "real scrape: services, Prometheus, queries"
+if ! wait "$BUILD_PID"; then
+  tail -n 40 "$WORK/cargo-build.log" >&2
+  echo "FAIL: cargo build of the services" >&2
+  exit 1
+fi
+BUILD_PID=""
 python monitoring/tests/scrape_test.py --root "$ROOT" --out "$WORK/out"
 
 echo

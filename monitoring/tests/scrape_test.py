@@ -125,6 +125,19 @@ def wait_http(url, what, proc, out, seconds=60):
     raise SystemExit(f"FAIL: {what} did not become ready at {url}\n--- {name}.log (tail) ---\n{tail}")
 
 
+# (mode, is an SSM call) -> the answer AWS gives: SSM speaks JSON, S3 XML.
+FAULTS = {
+    ("throttle", True): (400, "application/x-amz-json-1.1",
+                         b'{"__type":"ThrottlingException","message":"Rate exceeded"}'),
+    ("throttle", False): (503, "application/xml",
+                          b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"),
+    ("error", True): (500, "application/x-amz-json-1.1",
+                      b'{"__type":"InternalServerError","message":"internal error"}'),
+    ("error", False): (500, "application/xml",
+                       b"<Error><Code>InternalError</Code><Message>internal error</Message></Error>"),
+}
+
+
 class FaultProxy(http.server.ThreadingHTTPServer):
     """Forwards to moto; in `throttle` or `error` mode answers as AWS does then."""
 
@@ -148,20 +161,10 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
 
     def _any(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        mode = self.server.mode
-        ssm = "X-Amz-Target" in self.headers
-        if mode == "throttle" and ssm:
-            return self._answer(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}',
-                                {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "ThrottlingException"})
-        if mode == "throttle":
-            return self._answer(503, b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>",
-                                {"Content-Type": "application/xml"})
-        if mode == "error" and ssm:
-            return self._answer(500, b'{"__type":"InternalServerError","message":"internal error"}',
-                                {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "InternalServerError"})
-        if mode == "error":
-            return self._answer(500, b"<Error><Code>InternalError</Code><Message>internal error</Message></Error>",
-                                {"Content-Type": "application/xml"})
+        fault = FAULTS.get((self.server.mode, "X-Amz-Target" in self.headers))
+        if fault:
+            status, content_type, body = fault
+            return self._answer(status, body, {"Content-Type": content_type})
         conn = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
         conn.request(self.command, self.path, body=body, headers=headers)
