@@ -298,3 +298,27 @@ async fn shutdown_fails_readiness_first_then_stops() {
         "listener closed after the drain"
     );
 }
+
+#[tokio::test]
+async fn keep_alive_serves_many_requests_and_idle_connections_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = Worker::start(Moto::shared(), &["--header-read-timeout-seconds", "0.5"]).await;
+    let mut conn = tokio::net::TcpStream::connect(w.api).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..20 {
+        conn.write_all(b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = conn.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    }
+    // Idle past the header read timeout: the worker closes the connection.
+    let started = std::time::Instant::now();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("the idle connection should be closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+}
