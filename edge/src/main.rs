@@ -26,8 +26,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "edge failed to start");
-            eprintln!("edge: {error}");
-            ExitCode::from(EXIT_CONFIG as u8)
+            ExitCode::FAILURE
         }
     }
 }

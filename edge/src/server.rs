@@ -30,6 +30,21 @@ pub enum RunError {
     Tls(#[from] TlsFileError),
     #[error("TLS listener: {0}")]
     TlsSettings(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Pingora retries a busy port for half a minute; fail at once instead, with
+/// the address in the message. The probe socket is closed again before
+/// Pingora binds.
+fn check_bindable(addrs: &[std::net::SocketAddr]) -> Result<(), RunError> {
+    for &addr in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| RunError::Bind { addr, source })?;
+    }
+    Ok(())
 }
 
 /// Worker threads for the public service: one per core.
@@ -40,6 +55,9 @@ fn proxy_threads() -> usize {
 /// Runs the edge until it is told to stop (SIGTERM drains first, SIGINT
 /// stops at once). Returns once every service has stopped.
 pub fn run(config: Config) -> Result<(), RunError> {
+    let mut addrs = vec![config.listen_addr, config.admin_addr];
+    addrs.extend(config.tls.as_ref().map(|t| t.listen_addr));
+    check_bindable(&addrs)?;
     let m = metrics();
     m.set_version(&config.service_version);
     let readiness = Readiness::new();

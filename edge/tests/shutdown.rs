@@ -169,3 +169,26 @@ async fn check_config_and_help() {
         assert!(text.contains(var), "{var} missing from --help");
     }
 }
+
+#[tokio::test]
+async fn a_busy_port_fails_at_once_with_the_address() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .env_clear()
+        .args([
+            "--listen-addr",
+            &addr,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+}
