@@ -137,13 +137,6 @@ locals {
   })
 }
 
-check "pod_role_trust_source" {
-  assert {
-    condition     = local.use_pod_identity || var.eks_oidc_issuer_url != null
-    error_message = "Set eks_oidc_issuer_url (IRSA) or pod_identity_cluster_name (EKS Pod Identity): the pod role trusts nothing otherwise."
-  }
-}
-
 resource "aws_iam_role" "ci" {
   name                 = "${var.name_prefix}-ci"
   description          = "GitHub Actions (${var.github_subject}): ECR ${var.ci_ecr_access}"
@@ -161,6 +154,13 @@ resource "aws_iam_role" "pod" {
   name               = "${var.name_prefix}-auxiliary-service"
   description        = "Pod role of ${local.service_account}"
   assume_role_policy = local.pod_trust_policy
+
+  lifecycle {
+    precondition {
+      condition     = local.use_pod_identity || var.eks_oidc_issuer_url != null
+      error_message = "Set eks_oidc_issuer_url (IRSA) or pod_identity_cluster_name (EKS Pod Identity): the pod role would trust nobody."
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "pod" {

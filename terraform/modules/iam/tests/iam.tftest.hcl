@@ -217,3 +217,13 @@ run "static_credentials_only_on_request" {
     error_message = "The opt-in user carries exactly the pod role's policy."
   }
 }
+
+run "pod_role_needs_a_trust_source" {
+  command = plan
+
+  variables {
+    eks_oidc_issuer_url = null
+  }
+
+  expect_failures = [aws_iam_role.pod]
+}
