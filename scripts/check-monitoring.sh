@@ -54,7 +54,17 @@ echo "  ok  ConfigMaps valid"
 
 step "ServiceMonitors and PrometheusRules: schemas, strictness, rules against docs/metrics.md"
 mkdir -p "$WORK/out"
-node monitoring/tests/validate-manifests.mjs "$WORK/rendered.yaml" "$ROOT" "$WORK/out"
+# The Services the monitors must find, as the dev and prod overlays render them.
+overlays=()
+for env in dev prod; do
+  if [ -f "manifests/overlays/$env/kustomization.yaml" ]; then
+    kubectl kustomize "manifests/overlays/$env" >"$WORK/services-$env.yaml"
+    overlays+=("$WORK/services-$env.yaml")
+  else
+    echo "  manifests/overlays/$env not present: monitors not matched against its Services"
+  fi
+done
+node monitoring/tests/validate-manifests.mjs "$WORK/rendered.yaml" "$ROOT" "$WORK/out" "${overlays[@]}"
 
 step "dashboard: JSON, uid, variables, units, \$__rate_interval, metrics"
 for d in "$WORK"/out/dashboard-*.json; do
@@ -70,7 +80,8 @@ cp monitoring/tests/rules/*.test.yaml "$WORK/out/"
 (cd "$WORK/out" && promtool test rules ./*.test.yaml)
 
 step "mutations: each check rejects a copy broken on purpose"
-python monitoring/tests/mutations.py --root "$ROOT" --rendered "$WORK/rendered.yaml" --out "$WORK/out"
+python monitoring/tests/mutations.py --root "$ROOT" --rendered "$WORK/rendered.yaml" --out "$WORK/out" \
+  --overlays "${overlays[@]}"
 
 step "real scrape: services, Prometheus, queries"
 if ! wait "$BUILD_PID"; then

@@ -3,7 +3,7 @@ copy of the rendered manifests, the dashboard or an extracted rule file and
 requires the matching check to fail with the expected message. A check that
 passes a broken copy fails this test.
 
-    python mutations.py --root REPO --rendered RENDERED.yaml --out OUT   (as left by the monitoring check)
+    python mutations.py --root REPO --rendered RENDERED.yaml --out OUT [--overlays DEV.yaml PROD.yaml]
 """
 
 import argparse
@@ -50,6 +50,8 @@ MANIFEST_CASES = [
      lambda d: sm(d)["spec"]["endpoints"][0].update(portt="admin"), "endpoints[0].portt: unknown field"),
     ("ServiceMonitor endpoints of the wrong type",
      lambda d: sm(d)["spec"].update(endpoints="admin"), "schema"),
+    ("ServiceMonitor selecting a label no Service carries",
+     lambda d: sm(d)["spec"]["selector"]["matchLabels"].update(tier="web"), "selects 0 Services in dev"),
     ("ServiceMonitor scraping the API port",
      lambda d: sm(d)["spec"]["endpoints"][0].update(port="http"), "endpoint port http"),
     ("ServiceMonitor watching dev only",
@@ -172,6 +174,7 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--rendered", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--overlays", nargs="*", default=[], help="rendered service overlays (dev, prod)")
     a = ap.parse_args()
     tests = os.path.join(a.root, "monitoring/tests")
     docs = list(yaml.safe_load_all(open(a.rendered)))
@@ -194,7 +197,7 @@ def main():
             path = os.path.join(tmp, "rendered.yaml")
             yaml.safe_dump_all(d, open(path, "w"))
             os.makedirs(os.path.join(tmp, "out"), exist_ok=True)
-            rc, out = run(["node", os.path.join(tests, "validate-manifests.mjs"), path, a.root, os.path.join(tmp, "out")])
+            rc, out = run(["node", os.path.join(tests, "validate-manifests.mjs"), path, a.root, os.path.join(tmp, "out"), *a.overlays])
             verdict(f"manifests: {desc}", rc, out, expect)
         for desc, mutate, expect in DASHBOARD_CASES:
             d = copy.deepcopy(dash)

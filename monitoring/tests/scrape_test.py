@@ -43,7 +43,7 @@ import yaml
 ENV = "dev"  # the namespace label every local target gets
 PREFIX = "/kantox-challenge/dev"
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
-SERVICES = {  # Service name -> (metric prefix, crate dir, cargo package, binary)
+SERVICES = {  # Service name -> (metric prefix, crate dir, cargo package, binary = container name)
     "auxiliary-service": ("aux", "aux", "aux-worker", "aux-worker"),
     "main-api": ("edge", "edge", "edge", "edge"),
 }
@@ -291,7 +291,8 @@ def main():
                     "static_configs": [{"targets": [f"127.0.0.1:{admin}"], "labels": {
                         # what the operator's kubernetes_sd relabelling yields in the cluster
                         "job": m["service"], "namespace": ENV, "service": m["service"],
-                        "pod": f"{m['service']}-local-0", "container": m["service"], "endpoint": e["port"]}}],
+                        "pod": f"{m['service']}-local-0", "container": SERVICES[m["service"]][3],
+                        "endpoint": e["port"]}}],
                 })
         rule_files = [os.path.join(out, f) for f in open(os.path.join(out, "rule-files.txt")).read().split()]
         cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

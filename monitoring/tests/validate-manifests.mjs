@@ -14,8 +14,8 @@ import { unknownFields } from "./lib/strict.mjs";
 import { parseContract, seriesIndex } from "./lib/contract.mjs";
 import { inspect, problems } from "./lib/promql.mjs";
 
-const [rendered, root, out] = process.argv.slice(2);
-if (!out) { console.error("usage: validate-manifests.mjs RENDERED.yaml REPO_ROOT OUT_DIR"); process.exit(2); }
+const [rendered, root, out, ...serviceFiles] = process.argv.slice(2);
+if (!out) { console.error("usage: validate-manifests.mjs RENDERED.yaml REPO_ROOT OUT_DIR [RENDERED_OVERLAY.yaml ...]"); process.exit(2); }
 
 const YAML = await load("yaml");
 const PO = "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/";
@@ -71,6 +71,23 @@ for (const m of monitors) {
   scraped.push(name);
 }
 for (const s of SERVICES) if (!scraped.includes(s)) fail("ServiceMonitors", `nothing scrapes ${s}`);
+// Each monitor must select a Service with the scraped port in every
+// environment the services' overlays render.
+for (const f of serviceFiles) {
+  const services = YAML.parseAllDocuments(readFileSync(f, "utf8")).map((d) => d.toJSON()).filter((d) => d && d.kind === "Service");
+  for (const m of monitors) {
+    for (const ns of m.spec.namespaceSelector?.matchNames || []) {
+      const inNs = services.filter((s) => s.metadata.namespace === ns);
+      if (inNs.length === 0) continue; // this overlay renders another environment
+      const hits = inNs.filter((s) => Object.entries(m.spec.selector?.matchLabels || {}).every(([k, v]) => s.metadata.labels?.[k] === v));
+      if (hits.length !== 1) { fail(`ServiceMonitor/${m.metadata.name}`, `selects ${hits.length} Services in ${ns} (${f}), want 1`); continue; }
+      for (const e of m.spec.endpoints) {
+        if (!hits[0].spec.ports.some((p) => p.name === e.port)) fail(`ServiceMonitor/${m.metadata.name}`, `Service ${ns}/${hits[0].metadata.name} has no port named ${e.port}`);
+      }
+      console.log(`       ${m.metadata.name} selects Service ${ns}/${hits[0].metadata.name}, port ${m.spec.endpoints.map((e) => e.port).join(", ")}`);
+    }
+  }
+}
 ok(`ServiceMonitors scrape the admin port of ${scraped.join(", ")} in dev and prod`);
 writeFileSync(join(out, "servicemonitors.json"), JSON.stringify(monitors.map((m) => ({
   name: m.metadata.name, service: m.spec.selector.matchLabels["app.kubernetes.io/name"], endpoints: m.spec.endpoints,
