@@ -14,7 +14,7 @@ SCRIPTS="$ROOT/scripts"
 mkdir -p "$TOOLS/stamps"
 
 # Debian packages the checks need on PATH (root installs them with apt-get).
-APT_PACKAGES=(cmake shellcheck curl openssl buildah runc musl-tools)
+APT_PACKAGES=(cmake shellcheck curl openssl buildah runc musl-tools testssl.sh bind9-host slowhttptest)
 # Debian packages extracted into .tools/root without installing them system-wide.
 EXTRACT_PACKAGES=(prometheus)
 
