@@ -6,6 +6,7 @@
 //! `fail_to_proxy`) are never reached; [`crate::upstream`] owns the worker
 //! call, its timeouts and its retries.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error as PError, ErrorType};
 use service_common::api::ALLOWED_METHODS;
 use service_common::request::{REQUEST_ID_HEADER, TRACEPARENT_HEADER};
-use service_common::{ErrorCode, ParameterName, RequestId, Route, TraceParent, labels};
+use service_common::{
+    ErrorCode, ParameterName, ParameterNameError, RequestId, Route, TraceParent, labels,
+};
 
 use crate::answer::Answer;
 use crate::cache::{AnswerCache, Lookup};
@@ -126,6 +129,46 @@ impl EdgeApp {
     }
 }
 
+/// What a request asks for, decided from its method and path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    NotFound,
+    MethodNotAllowed,
+    InvalidName(ParameterNameError),
+    /// Ask the worker for this path; never cached.
+    Uncached(&'static str),
+    /// Ask the cache, then the worker, for this normalised path. It is both
+    /// the cache key and the path sent to the worker: `/parameters` or
+    /// `/parameter/<decoded, validated name>`, so every spelling of a name
+    /// (`/api/` alias, percent-encoding) shares one entry.
+    Cached(Cow<'static, str>),
+}
+
+/// Routes a request: its route template (for metrics and logs) and the plan.
+/// Unknown paths are `404` whatever the method; other methods than `GET`
+/// and `HEAD` on a known route are `405`.
+pub fn plan(method: &Method, path: &str) -> (&'static str, Plan) {
+    let route = Route::match_path(path, true);
+    let plan = match route {
+        Route::Unmatched => Plan::NotFound,
+        _ if *method != Method::GET && *method != Method::HEAD => Plan::MethodNotAllowed,
+        Route::Buckets => Plan::Uncached("/s3-buckets"),
+        Route::Parameters => Plan::Cached(Cow::Borrowed("/parameters")),
+        Route::Parameter(raw) => match ParameterName::from_path_segment(raw) {
+            Err(e) => Plan::InvalidName(e),
+            Ok(name) => {
+                let mut key = String::with_capacity(PARAMETER_PREFIX.len() + name.as_str().len());
+                key.push_str(PARAMETER_PREFIX);
+                key.push_str(name.as_str());
+                Plan::Cached(Cow::Owned(key))
+            }
+        },
+    };
+    (route.template(), plan)
+}
+
+const PARAMETER_PREFIX: &str = "/parameter/";
+
 /// Writes a complete answer with exact framing.
 async fn respond(
     session: &mut Session,
@@ -193,40 +236,29 @@ impl ProxyHttp for EdgeApp {
             traceparent: traceparent.as_ref().map(TraceParent::as_str),
         };
         let req = session.req_header();
-        let method_ok = req.method == Method::GET || req.method == Method::HEAD;
         // `path()` also works for HTTP/2's absolute request URIs.
-        let path = req.uri.path();
-        let route = Route::match_path(path, true);
-        ctx.route = route.template();
+        let (route, plan) = plan(&req.method, req.uri.path());
+        ctx.route = route;
 
-        let (answer, cache): (Arc<Answer>, Option<CacheResult>) = match route {
-            Route::Unmatched => (self.not_found.clone(), None),
-            _ if !method_ok => (self.method_not_allowed.clone(), None),
-            Route::Buckets => {
-                let w = self.upstream.get(ctx.route, "/s3-buckets", fwd).await;
+        let (answer, cache): (Arc<Answer>, Option<CacheResult>) = match plan {
+            Plan::NotFound => (self.not_found.clone(), None),
+            Plan::MethodNotAllowed => (self.method_not_allowed.clone(), None),
+            Plan::InvalidName(e) => (
+                Arc::new(Answer::error(
+                    ErrorCode::InvalidParameterName,
+                    &e.to_string(),
+                    &self.version,
+                )),
+                None,
+            ),
+            Plan::Uncached(path) => {
+                let w = self.upstream.get(route, path, fwd).await;
                 (Arc::new(self.worker_answer(w)), None)
             }
-            Route::Parameters => {
-                let (a, c) = self.cached(ctx.route, "/parameters", fwd).await;
+            Plan::Cached(key) => {
+                let (a, c) = self.cached(route, &key, fwd).await;
                 (a, Some(c))
             }
-            Route::Parameter(raw) => match ParameterName::from_path_segment(raw) {
-                Err(e) => (
-                    Arc::new(Answer::error(
-                        ErrorCode::InvalidParameterName,
-                        &e.to_string(),
-                        &self.version,
-                    )),
-                    None,
-                ),
-                Ok(name) => {
-                    let mut key = String::with_capacity(11 + name.as_str().len());
-                    key.push_str("/parameter/");
-                    key.push_str(name.as_str());
-                    let (a, c) = self.cached(ctx.route, &key, fwd).await;
-                    (a, Some(c))
-                }
-            },
         };
         ctx.cache = cache;
         respond(
@@ -281,5 +313,77 @@ impl ProxyHttp for EdgeApp {
             error = error.map(ToString::to_string),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        let get = Method::GET;
+        assert_eq!(
+            plan(&get, "/s3-buckets"),
+            ("/s3-buckets", Plan::Uncached("/s3-buckets"))
+        );
+        assert_eq!(
+            plan(&Method::HEAD, "/api/parameters"),
+            ("/parameters", Plan::Cached(Cow::Borrowed("/parameters")))
+        );
+        assert_eq!(plan(&get, "/nope"), ("unmatched", Plan::NotFound));
+        assert_eq!(plan(&Method::POST, "/nope"), ("unmatched", Plan::NotFound));
+        assert_eq!(
+            plan(&Method::POST, "/parameters"),
+            ("/parameters", Plan::MethodNotAllowed)
+        );
+        assert_eq!(
+            plan(&get, "/parameter/a%20b").1,
+            Plan::InvalidName(ParameterNameError::InvalidCharacter)
+        );
+        assert_eq!(
+            plan(&get, "/parameter/").1,
+            Plan::InvalidName(ParameterNameError::Empty)
+        );
+        assert_eq!(
+            plan(&get, "/parameter/..%2Fprod").1,
+            Plan::InvalidName(ParameterNameError::DotSegment)
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_a_name_shares_one_key() {
+        let want = Plan::Cached(Cow::Owned("/parameter/db/host".to_owned()));
+        for path in [
+            "/parameter/db/host",
+            "/parameter/db%2Fhost",
+            "/api/parameter/db/host",
+            "/api/parameter/%64b%2fhost",
+        ] {
+            assert_eq!(plan(&Method::GET, path).1, want, "{path}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the path, routing never panics, and a cache key is a
+        /// normalised path made only of safe characters.
+        #[test]
+        fn keys_are_normalised_and_safe(path in "(/api)?/(parameter/|parameters|s3-buckets)?[a-zA-Z0-9/%._~ -]{0,40}") {
+            if let (route, Plan::Cached(key)) = plan(&Method::GET, &path) {
+                prop_assert!(key == "/parameters" || key.starts_with(PARAMETER_PREFIX));
+                prop_assert!(key.bytes().all(|c| c.is_ascii_alphanumeric() || b"/_.-".contains(&c)), "{}", key);
+                prop_assert!(!key.contains("//") && !key.contains("/../") && !key.ends_with('/'));
+                prop_assert_ne!(route, "unmatched");
+                // Normalising is idempotent: the key routes to itself.
+                prop_assert_eq!(plan(&Method::GET, &key).1, Plan::Cached(key.clone()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_paths_never_panic(path in any::<String>()) {
+            let _ = plan(&Method::GET, &path);
+        }
     }
 }
