@@ -50,6 +50,8 @@ PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do
+    # Background jobs here are shell functions: stop their children first.
+    pkill -TERM -P "$pid" 2>/dev/null || true
     kill "$pid" 2>/dev/null || true
   done
   for pid in "${PIDS[@]}"; do
