@@ -209,8 +209,8 @@ async fn errors_are_json_with_the_version_and_invalid_names_never_reach_the_work
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_id_and_traceparent_are_forwarded_and_returned() {
-    let (_worker, edge) = stack(&[]).await;
+async fn request_id_and_traceparent_are_returned_and_each_request_is_logged_once() {
+    let (_worker, edge) = stack(&[("LOG_FORMAT", "json")]).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let res = send(
         edge.http,
@@ -225,8 +225,27 @@ async fn request_id_and_traceparent_are_forwarded_and_returned() {
     // Without one, an id is generated.
     let res = get(edge.http, "/s3-buckets").await;
     assert_eq!(res.header("x-request-id").map(str::len), Some(36));
-    // The worker saw the id: it echoes it, and the edge logs its access line.
-    assert!(edge.logs().contains("req-42"), "{}", edge.logs());
+    // One JSON access-log line per request, with fields.
+    let mut access = Vec::new();
+    for _ in 0..40 {
+        access = edge
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "edge::access")
+            .collect::<Vec<_>>();
+        if access.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(access.len(), 2, "{}", edge.logs());
+    let line = &access[0];
+    assert_eq!(line["request_id"], "req-42");
+    assert_eq!(line["route"], "/s3-buckets");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].as_f64().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use platform_testkit::{Moto, Worker};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use support::Edge;
@@ -133,15 +136,85 @@ async fn handshake(
 }
 
 async fn start(pki: &Pki) -> (Worker, Edge) {
+    start_with(pki, &[]).await
+}
+
+async fn start_with(pki: &Pki, extra: &[(&str, &str)]) -> (Worker, Edge) {
     let worker = Worker::start(Moto::shared(), &[]).await;
     let cert = pki.cert_file().display().to_string();
     let key = pki.key_file().display().to_string();
-    let edge = Edge::start(
-        &worker.base_url(),
-        &[("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &key)],
-    )
-    .await;
+    let mut env = vec![
+        ("TLS_CERT_FILE", cert.as_str()),
+        ("TLS_KEY_FILE", key.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let edge = Edge::start(&worker.base_url(), &env).await;
     (worker, edge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_http2_multiplexes_one_connection_which_closes_when_idle() {
+    let pki = Pki::new("h2");
+    pki.issue("edge one");
+    let (_worker, edge) = start_with(&pki, &[("KEEPALIVE_TIMEOUT_SECONDS", "1")]).await;
+    let tcp = TcpStream::connect(edge.tls.unwrap()).await.unwrap();
+    let config = client_config(&pki, &[&rustls::version::TLS13]);
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+
+    let targets = [
+        "/parameters",
+        "/parameter/param1",
+        "/api/parameter/db%2Fhost",
+        "/s3-buckets",
+        "/nope",
+    ];
+    let requests = (0..20).map(|i| {
+        let mut sender = sender.clone();
+        let target = targets[i % targets.len()];
+        tokio::spawn(async move {
+            let req = http::Request::get(format!("https://{HOST}{target}"))
+                .header("x-request-id", format!("h2-{i}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let res = sender.send_request(req).await.unwrap();
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (i, target, parts, body)
+        })
+    });
+    for r in requests.collect::<Vec<_>>() {
+        let (i, target, parts, body) = r.await.unwrap();
+        assert_eq!(parts.version, http::Version::HTTP_2);
+        let want = if target == "/nope" { 404 } else { 200 };
+        assert_eq!(parts.status, want, "{target}");
+        assert_eq!(parts.headers["x-request-id"], format!("h2-{i}").as_str());
+        assert_eq!(
+            parts.headers["content-length"],
+            body.len().to_string().as_str()
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["main_api_version"], "test-edge", "{target}");
+    }
+
+    // Idle past KEEPALIVE_TIMEOUT_SECONDS: the edge closes the connection
+    // (the client keeps its sender, so it would not close it itself).
+    let idle_since = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(closed.is_ok(), "idle HTTP/2 connection still open");
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(800),
+        "closed too early"
+    );
+    assert!(sender.is_closed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
