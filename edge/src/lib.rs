@@ -13,7 +13,8 @@
 //! - [`server`]: wiring of the Pingora server: public service, admin service,
 //!   resolver, shutdown watch.
 //! - [`proxy`]: request handling ([`proxy::EdgeApp`], a `ProxyHttp` that
-//!   answers everything in `request_filter` with exact framing), routing,
+//!   answers everything in `request_filter` with exact framing), routing as
+//!   a pure function ([`proxy::plan`]: route template, cache key or error),
 //!   the access log and request metrics.
 //! - [`cache`]: the moka answer cache: coalesced misses, negative caching,
 //!   stale-if-error.
@@ -25,6 +26,16 @@
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz` and readiness state.
 //! - [`shutdown`]: the drain-first SIGTERM handling.
 //! - [`metrics`]: the `edge_*` metrics (see `docs/metrics.md`).
+//!
+//! # Request flow
+//!
+//! `request_filter` routes the request ([`proxy::plan`]); a cache hit is
+//! answered from memory; a miss goes through [`cache::AnswerCache`], which
+//! lets one request per key call the worker ([`upstream::Upstream`]) while
+//! concurrent ones wait; the answer (worker JSON plus `main_api_version`, or
+//! an edge error) is written whole, and `logging` records metrics and the
+//! access line. Pingora's own proxy phases (`upstream_peer`, its retries and
+//! error pages) are never reached.
 //!
 //! # Invariants
 //!
