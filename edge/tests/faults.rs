@@ -259,3 +259,29 @@ async fn worker_errors_keep_their_status_and_body_and_garbage_is_502() {
     assert_eq!(res.error_code(), "upstream_invalid_response");
     assert_eq!(res.json()["main_api_version"], "test-edge");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_connections_the_worker_drops_are_retried_on_a_new_one() {
+    // The worker drops every reused connection when the next request
+    // arrives on it: each such request must be retried on a new connection.
+    let worker = StandIn::start(|_| Reply::json(200, r#"{"buckets":[]}"#).then_close()).await;
+    let edge = Edge::start(&worker.url(), &[]).await;
+    let stream = tokio::net::TcpStream::connect(edge.http).await.unwrap();
+    let mut reader = tokio::io::BufReader::new(stream);
+    for i in 0..40 {
+        use tokio::io::AsyncWriteExt;
+        reader
+            .get_mut()
+            .write_all(b"GET /s3-buckets HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let res = support::read_response(&mut reader, false).await.unwrap();
+        assert_eq!(res.status, 200, "request {i}: {:?}", res.json());
+    }
+    // 40 answered, plus the requests dropped on reused connections.
+    assert!(
+        worker.count("/s3-buckets") > 40,
+        "{}",
+        worker.count("/s3-buckets")
+    );
+}

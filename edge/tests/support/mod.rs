@@ -255,6 +255,10 @@ pub struct Reply {
     pub delay: Duration,
     /// Never answer (hold the connection open).
     pub hang: bool,
+    /// Answer only the first request of each connection; drop the
+    /// connection, unanswered, when a second one arrives on it (a worker
+    /// closing an idle keep-alive connection just as it is reused).
+    pub close: bool,
 }
 
 impl Reply {
@@ -264,7 +268,13 @@ impl Reply {
             body: body.to_owned(),
             delay: Duration::ZERO,
             hang: false,
+            close: false,
         }
+    }
+
+    pub fn then_close(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn delayed(mut self, delay: Duration) -> Self {
@@ -320,6 +330,7 @@ impl StandIn {
                 );
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(stream);
+                    let mut answered = 0usize;
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -343,6 +354,9 @@ impl StandIn {
                         }
                         requests.lock().unwrap().push(path.clone());
                         let r = reply(&path);
+                        if r.close && answered > 0 {
+                            return;
+                        }
                         active.fetch_add(1, Ordering::SeqCst);
                         if r.hang {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -363,6 +377,7 @@ impl StandIn {
                         if reader.get_mut().write_all(out.as_bytes()).await.is_err() {
                             return;
                         }
+                        answered += 1;
                     }
                 });
             }
