@@ -285,3 +285,14 @@ async fn reused_connections_the_worker_drops_are_retried_on_a_new_one() {
         worker.count("/s3-buckets")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_host_name_is_resolved_and_used() {
+    let worker = StandIn::start(|_| Reply::json(200, r#"{"buckets":[]}"#)).await;
+    let url = format!("http://localhost:{}", worker.addr.port());
+    let edge = Edge::start(&url, &[]).await;
+    for _ in 0..5 {
+        assert_eq!(get(edge.http, "/s3-buckets").await.status, 200);
+    }
+    assert_eq!(worker.count("/s3-buckets"), 5);
+}
