@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test tools fmt lint rust-test check-%
+.PHONY: help run test bench tools fmt lint rust-test check-%
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z%_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,6 +12,9 @@ run: ## Run the whole stack locally (emulated AWS seeded with demo data, worker,
 
 test: ## Run every test and check (what CI runs)
 	@scripts/test.sh
+
+bench: ## Benchmark the edge beside nginx, pinned to one core each (not part of test; writes docs/benchmarks.md)
+	@scripts/bench.sh
 
 tools: ## Install the pinned tools into .tools/ (done by run and test on demand)
 	@scripts/tools.sh all
