@@ -18,19 +18,29 @@ const PARAM_BODY: &str = r#"{"name":"/p/x","value":"v","type":"String","version"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_requests_make_exactly_one_worker_request() {
     let worker =
-        StandIn::start(|_| Reply::json(200, PARAM_BODY).delayed(Duration::from_millis(400))).await;
+        StandIn::start(|_| Reply::json(200, PARAM_BODY).delayed(Duration::from_millis(1000))).await;
     let edge = Edge::start(&worker.url(), &[]).await;
     const N: usize = 24;
     let tasks: Vec<_> = (0..N)
         .map(|_| tokio::spawn(get(edge.http, "/parameter/x")))
         .collect();
+    let mut misses = 0;
     for t in tasks {
         let res = t.await.unwrap();
         assert_eq!(res.status, 200);
-        assert_eq!(res.header("x-cache"), Some("MISS"));
+        // A client slower to connect than the worker is to answer gets a HIT.
+        match res.header("x-cache") {
+            Some("MISS") => misses += 1,
+            Some("HIT") => {}
+            other => panic!("x-cache {other:?}"),
+        }
         assert_eq!(res.json()["value"], "v");
         assert_eq!(res.json()["main_api_version"], "test-edge");
     }
+    assert!(
+        misses > 1,
+        "the clients were not concurrent enough to test coalescing"
+    );
     assert_eq!(
         worker.count("/parameter/x"),
         1,
@@ -47,7 +57,7 @@ async fn concurrent_first_requests_make_exactly_one_worker_request() {
             "edge_cache_coalesced_waits_total",
             &[r#"route="/parameter/{name}""#]
         ),
-        Some((N - 1) as f64),
+        Some(f64::from(misses - 1)),
         "{m}"
     );
 }
@@ -179,7 +189,7 @@ async fn stale_if_error_with_the_worker_stopped_then_503_when_the_window_ends() 
     assert_eq!(res.header("retry-after"), Some("1"));
 
     // Past TTL + stale window: no more stale copy.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let res = get(edge.http, "/parameter/param1").await;
     assert_eq!(res.status, 503, "{:?}", res.json());
 }
