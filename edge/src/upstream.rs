@@ -36,8 +36,10 @@ use crate::metrics::{UpstreamOutcome, metrics};
 pub const MAX_ATTEMPTS: usize = 3;
 /// How often the worker's host name is resolved again.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
-/// Idle time after which a pooled connection to the worker is dropped.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time after which a pooled connection to the worker is dropped:
+/// below the worker's own idle keep-alive limit (10 s by default), so the
+/// edge normally closes first; the rare race is covered by the retry.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Largest worker body accepted.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
