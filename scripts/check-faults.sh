@@ -8,7 +8,7 @@
 #   aws-faults     SSM throttled / 500 / hanging behind a fault proxy in front
 #                  of moto: 503 + Retry-After or 504, at most AWS_MAX_ATTEMPTS
 #                  SSM calls per request, bounded bursts
-#   sigterm        SIGTERM to the edge under load: readiness fails first, zero
+#   sigterm        SIGTERM to the edge, then the worker, under load: readiness fails first, zero
 #                  failures among requests started before it, exit 0 in time
 #   slow-clients   slowhttptest slowloris (bounded): normal requests answered
 # Time bounds are generous: they assert behaviour, never speed (the bench

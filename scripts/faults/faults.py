@@ -445,15 +445,28 @@ def test_aws_faults():
 
 
 def test_sigterm():
-    """SIGTERM to the edge under load: readiness fails first, every request
-    started before the signal succeeds, traffic is served through the drain,
-    and the process exits 0 well inside drain + timeout."""
+    """SIGTERM under load, to the edge and then to the worker behind it:
+    readiness fails first, every request started before the signal succeeds,
+    traffic is served through the drain, and the process exits 0 within
+    drain + timeout."""
+    sigterm_case("edge")
+    sigterm_case("worker")
+
+
+def sigterm_case(target):
     drain, timeout = 2, 5
-    print(f"sigterm: SIGTERM to the edge under load (SHUTDOWN_DRAIN_SECONDS={drain}, "
+    shutdown = dict(SHUTDOWN_DRAIN_SECONDS=str(drain), SHUTDOWN_TIMEOUT_SECONDS=str(timeout))
+    print(f"sigterm: SIGTERM to the {target} under load (SHUTDOWN_DRAIN_SECONDS={drain}, "
           f"SHUTDOWN_TIMEOUT_SECONDS={timeout})", flush=True)
-    w = worker()
-    e = edge(w.port, name="edge-sigterm", SHUTDOWN_DRAIN_SECONDS=str(drain),
-             SHUTDOWN_TIMEOUT_SECONDS=str(timeout))
+    if target == "edge":
+        w = worker()
+        e = edge(w.port, name="edge-sigterm", **shutdown)
+        victim, paths = e, ["/parameter/param1", "/s3-buckets", "/parameters"]
+    else:
+        # Through the edge, on a route that always reaches the worker.
+        w = worker(name="aux-worker-sigterm", **shutdown)
+        e = edge(w.port, name="edge-before-worker", UPSTREAM_TIMEOUT_SECONDS="5")
+        victim, paths = w, ["/s3-buckets"]
     http_get(e.port, "/parameter/param1")
     ready_log, stop_ready = [], threading.Event()
 
@@ -461,7 +474,7 @@ def test_sigterm():
         while not stop_ready.is_set():
             t = time.time()
             try:
-                st = http_get(e.admin_port, "/readyz", timeout=1)[0]
+                st = http_get(victim.admin_port, "/readyz", timeout=1)[0]
             except OSError:
                 st = None
             ready_log.append((t, st))
@@ -469,13 +482,13 @@ def test_sigterm():
 
     poller = threading.Thread(target=poll_ready, daemon=True)
     poller.start()
-    load = Load(e.port, ["/parameter/param1", "/s3-buckets", "/parameters"], threads=8, timeout=10).start()
+    load = Load(e.port, paths, threads=8, timeout=10).start()
     time.sleep(1.5)
     t_sig = time.time()
-    e.signal(signal.SIGTERM)
+    victim.signal(signal.SIGTERM)
     code = None
     try:
-        code = e.proc.wait(drain + timeout + 5)
+        code = victim.proc.wait(drain + timeout + 5)
     except subprocess.TimeoutExpired:
         pass
     t_exit = time.time()
@@ -507,6 +520,7 @@ def test_sigterm():
     # the configured drain + timeout (which Kubernetes' grace period exceeds).
     check(t_exit - t_sig <= drain + timeout, f"exit {t_exit - t_sig:.2f} s after SIGTERM, within drain + timeout "
           f"= {drain + timeout} s")
+    e.stop()
     w.stop()
 
 
