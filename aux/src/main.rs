@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         eprintln!("aux-worker: configuration is valid: {config:#?}");
         return ExitCode::SUCCESS;
     }
-    service_common::telemetry::init(config.log_format, &config.log_filter);
+    let _logs = service_common::telemetry::init(config.log_format, &config.log_filter);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

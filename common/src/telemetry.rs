@@ -29,13 +29,25 @@ pub fn validate_filter(filter: &str) -> Result<(), String> {
         .map_err(|e| format!("{filter:?} is not a valid filter: {e}"))
 }
 
-/// Installs the global subscriber. Logs go to stderr. Calling it twice is
-/// harmless (the second call is ignored), which keeps in-process tests simple.
-pub fn init(format: LogFormat, filter: &str) {
+/// Keeps the log writer thread alive; dropping it flushes what is buffered.
+/// Hold it until the process exits.
+#[must_use = "logs are lost when the guard is dropped"]
+#[derive(Debug)]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// Installs the global subscriber. Logs go to stderr through a writer
+/// thread, so a request never waits on the log pipe unless its buffer is
+/// full (then it waits rather than dropping lines). Calling it twice is
+/// harmless (the second call's subscriber is ignored).
+pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -45,4 +57,5 @@ pub fn init(format: LogFormat, filter: &str) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    LogGuard(guard)
 }

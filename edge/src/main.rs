@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         eprintln!("edge: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    telemetry::init(config.log_format, &config.rust_log);
+    let _logs = telemetry::init(config.log_format, &config.rust_log);
     match edge::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
