@@ -183,7 +183,7 @@ def measure(scenario, label, pids, url, connections=None):
     cpu = sum(cpu_seconds(p) for p in pids) - c0
     r.pop("raw")
     r.update(scenario=scenario, server=label, url=url.split("/", 3)[-1], connections=connections,
-             seconds=A.seconds, cpu_seconds=round(cpu, 3),
+             seconds=A.seconds, cpu_seconds=round(cpu, 3), loadavg=round(os.getloadavg()[0], 2),
              cpu_us_per_request=round(cpu / r["requests"] * 1e6, 1) if r["requests"] else None)
     RESULTS["runs"].append(r)
     log(f"{scenario:10} {label:34} {r['rps']:>10.0f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
@@ -326,7 +326,23 @@ def scenario_proxied(aws_port):
     measure("proxied", "nginx proxy_pass /s3-buckets", [ng.pid], f"http://127.0.0.1:{nport}/s3-buckets")
     stop(ng)
     measure("proxied", "worker alone /s3-buckets (reference)", [w.pid], f"http://127.0.0.1:{wport}/s3-buckets")
+    _, _, worker_body = get(wport, "/s3-buckets")
     stop(w)
+
+    # The same comparison with the worker replaced by an nginx returning the
+    # worker's exact answer (CPU 1): the proxies, not the worker, are the
+    # bottleneck here.
+    log("proxied, canned worker: edge vs nginx proxy_pass in front of a fixed answer")
+    fake, fport = nginx_site("nginx-canned-worker", location_return(worker_body.decode(), "application/json"),
+                             "/s3-buckets", cpu=LOAD_CPU)
+    e, eport, _ = edge(fport, name="edge-proxied-canned")
+    assert get(eport, "/s3-buckets")[0] == 200
+    measure("proxied-canned", "edge /s3-buckets", [e.pid], f"http://127.0.0.1:{eport}/s3-buckets")
+    stop(e)
+    ng, nport = nginx_site("nginx-proxy-canned", PROXY, "/s3-buckets", fport)
+    measure("proxied-canned", "nginx proxy_pass /s3-buckets", [ng.pid], f"http://127.0.0.1:{nport}/s3-buckets")
+    stop(ng)
+    stop(fake)
 
 
 def scenario_moto(moto_proc, moto_port):
