@@ -210,6 +210,27 @@ Image sizes are not measured by the bench (it builds no image); the delivery
 README ([.github/README.md](../.github/README.md)) records them for the static
 musl builds the Dockerfiles make.
 
+## Robustness: where it is tested
+
+Speed is measured here only. Behaviour under faults is asserted by the test
+command, black-box over the real binaries, each test printing its figures:
+
+- `scripts/check-faults.sh`: the worker SIGKILLed under load (cached keys keep
+  answering `STALE`, others get JSON 502/503 quickly, recovery when it is
+  back); the worker hung with SIGSTOP (JSON 504 within
+  `UPSTREAM_TIMEOUT_SECONDS`, the edge's connections and descriptors bounded);
+  SSM throttling, 500s and hangs behind a fault-injecting proxy in front of moto
+  (503 with `Retry-After` or 504, at most `AWS_MAX_ATTEMPTS` SSM calls per
+  request, bounded bursts); SIGTERM under load to the edge and to the worker
+  (readiness fails first, zero failures among requests started before the
+  signal, exit 0 within drain + timeout); slowhttptest slowloris (normal
+  requests still answered).
+- `scripts/check-api.sh`: schemathesis against [openapi.yaml](openapi.yaml)
+  and testssl.sh against the TLS port.
+- `common/tests/name_corpus.rs`: the name parser against a committed corpus
+  and a mutation property test (a long run:
+  `NAME_FUZZ_CASES=1000000 cargo test --release -p service-common --test name_corpus`).
+
 ## Reproduce
 
 ```bash
