@@ -98,6 +98,10 @@ def main():
         v = rs.get(k)
         return f"{v / 1024:.1f} MiB" if v else "n/a"
 
+    def per_conn(who):
+        idle, busy = rs.get(f"{who}_rss_idle_kib"), rs.get(f"{who}_rss_1000_conns_kib")
+        return f"{(busy - idle) / 1000:.1f} KiB" if idle and busy else "n/a"
+
     targets = []
     if r1 is not None:
         targets.append(f"| 1. cache hit: edge ≥ 1.0× nginx proxy_cache req/s | {r1:.2f}× | {verdict(r1 >= 1.0)} |")
@@ -203,6 +207,7 @@ Measured by `make bench` (`scripts/bench.sh`, harness in `scripts/bench/`) on
 |---|---|---|---|
 | RSS idle | {kib('edge_rss_idle_kib')} | {kib('worker_rss_idle_kib')} | {kib('nginx_rss_idle_kib')} |
 | RSS with 1,000 keep-alive connections | {kib('edge_rss_1000_conns_kib')} | {kib('worker_rss_1000_conns_kib')} | {kib('nginx_rss_1000_conns_kib')} |
+| per keep-alive connection (difference / 1,000) | {per_conn('edge')} | {per_conn('worker')} | {per_conn('nginx')} |
 | start to ready (`/readyz` 200, median of 5) | {fmt(rs.get('edge_start_to_ready_ms'), 1)} ms | {fmt(rs.get('worker_start_to_ready_ms'), 1)} ms | |
 | release binary (glibc, this build) | {fmt(rs.get('edge_binary_mib'), 1)} MiB | {fmt(rs.get('aux_worker_binary_mib'), 1)} MiB | |
 
