@@ -430,8 +430,10 @@ def test_aws_faults():
             check(all(a[2] for a in answers), f"{mode}: Retry-After present ({answers[0][2]})")
         check(all(1 <= a <= max_attempts for a in per_request),
               f"{mode}: 1..{max_attempts} SSM attempts per client request {per_request}")
-        check(burst_attempts <= burst * max_attempts and all(r[0] == status for r in load_recs),
-              f"{mode}: burst bounded, {burst_attempts} <= {burst * max_attempts} attempts, all {status}")
+        # In the burst the fault proxy itself is slow, so an attempt may also
+        # run out of its share of AWS_CALL_TIMEOUT_SECONDS: 504 aws_timeout.
+        check(burst_attempts <= burst * max_attempts and all(r[0] in (status, 504) for r in load_recs),
+              f"{mode}: burst bounded, {burst_attempts} <= {burst * max_attempts} attempts, all {status} or 504")
         if mode == "hang":
             check(all(x <= 1 + 1.5 for x in lat), f"{mode}: answered within AWS_CALL_TIMEOUT_SECONDS=1 (+1.5 s slack)")
     proxy_call(pport, "POST", "/__fault/pass")
