@@ -38,6 +38,11 @@ class State:
     upstream = ("127.0.0.1", 0)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # bursts of concurrent SDK connections
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -104,8 +109,7 @@ def main() -> int:
     args = parser.parse_args()
     up = urllib.parse.urlsplit(args.upstream)
     State.upstream = (up.hostname, up.port)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"listening http://127.0.0.1:{server.server_address[1]}", flush=True)
     sys.stdin.read()
