@@ -471,6 +471,8 @@ def main():
     ap.add_argument("--moto-connections", type=int, default=16)
     ap.add_argument("--only", default="cache-hit,proxied,moto,resources")
     A = ap.parse_args()
+    # On SIGTERM/SIGINT unwind through `finally`, which stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the bench needs two CPUs (servers on CPU 0, load on CPU 1)")
     A.workdir = tempfile.mkdtemp(prefix="bench.")

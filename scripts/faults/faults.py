@@ -595,6 +595,8 @@ def main() -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("tests", nargs="*", choices=[*TESTS, []], default=[])
     ARGS = parser.parse_args()
+    # On SIGTERM/SIGINT unwind through `finally`, which stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = ARGS.tests or list(TESTS)
     try:
         for name in names:

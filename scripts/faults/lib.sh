@@ -34,6 +34,10 @@ stack_stop() { # stack_stop PID [GRACE]
   wait "$pid" 2>/dev/null || true
 }
 
+# A signal ends the script through its EXIT trap (stack_cleanup).
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
 stack_cleanup() {
   local pid
   for pid in "${STACK_PIDS[@]}"; do
