@@ -163,7 +163,8 @@ Measured by `make bench` (`scripts/bench.sh`, harness in `scripts/bench/`) on
   behind nginx and the edge in scenarios 1 and 2, and the canned S3).
 - Each measurement is {m['seconds']} s of `wrk -t1 -c{m['connections']} --latency`
   after a warm-up run (scenario 3: `-c{m['moto_connections']}`), HTTP/1.1
-  keep-alive. Release binaries (thin LTO). {m['nginx']}, from the Debian archive.
+  keep-alive. Release binaries (thin LTO). {m['nginx']}: Debian's `nginx` package
+  (Debian 12's `nginx-light` is this package plus the echo module).
   Neither server writes access logs (edge `RUST_LOG=warn`, nginx `access_log off`).
 - "CPU µs/req" is the CPU time (user + system) the server(s) under test used
   during the measurement divided by the requests served: the cost of a request
