@@ -106,9 +106,6 @@ pub fn config_loader(settings: &AwsSettings) -> ConfigLoader {
         ))
         .build_https();
     let attempts = settings.max_attempts.max(1);
-    // Each attempt gets its share of the budget, so one stalled attempt can
-    // still be retried within the operation's limit.
-    let attempt_timeout = (settings.call_timeout / attempts).max(Duration::from_millis(200));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         // Short backoff: a request is waiting, and the whole operation must fit
@@ -121,8 +118,10 @@ pub fn config_loader(settings: &AwsSettings) -> ConfigLoader {
         )
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(attempt_timeout.min(Duration::from_secs(1)))
-                .operation_attempt_timeout(attempt_timeout)
+                // No separate per-attempt limit: the SDK does not retry an
+                // attempt that timed out, so one would only shorten the
+                // budget. A stalled call ends at the operation timeout.
+                .connect_timeout(settings.call_timeout.min(Duration::from_secs(1)))
                 .operation_timeout(settings.call_timeout)
                 .build(),
         );
