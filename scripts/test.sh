@@ -28,10 +28,15 @@ echo "==> installing tools (cached after the first run)"
 scripts/tools.sh all
 eval "$(scripts/tools.sh env)"
 
-declare -A pids started
+declare -A pids
 for n in "$@"; do
-  started[$n]=$(date +%s)
-  bash "scripts/check-$n.sh" >"$LOGS/$n.log" 2>&1 &
+  (
+    t0=$(date +%s)
+    rc=0
+    bash "scripts/check-$n.sh" >"$LOGS/$n.log" 2>&1 || rc=$?
+    echo $(( $(date +%s) - t0 )) >"$LOGS/$n.seconds"
+    exit "$rc"
+  ) &
   pids[$n]=$!
   echo "==> $n started (log: .run/test-logs/$n.log)"
 done
@@ -39,10 +44,10 @@ done
 passed=0; failed=0; failed_names=()
 for n in "$@"; do
   if wait "${pids[$n]}"; then
-    passed=$((passed + 1)); echo "==> $n: ok ($(( $(date +%s) - started[$n] ))s)"
+    passed=$((passed + 1)); echo "==> $n: ok ($(cat "$LOGS/$n.seconds")s)"
   else
     failed=$((failed + 1)); failed_names+=("$n")
-    echo "==> $n: FAILED ($(( $(date +%s) - started[$n] ))s); last lines of its log:"
+    echo "==> $n: FAILED ($(cat "$LOGS/$n.seconds" 2>/dev/null)s); last lines of its log:"
     tail -n 60 "$LOGS/$n.log" | sed "s/^/    [$n] /"
   fi
 done
