@@ -26,5 +26,5 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-check-%: ## Run one check of the test command: rust, stack, manifests, argocd, terraform, monitoring, ci
+check-%: ## Run one check of the test command: rust, stack, manifests, argocd, terraform, monitoring, ci, api, faults
 	@scripts/test.sh $*
