@@ -258,15 +258,17 @@ async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// A worker built by the production constructor, pointed at `endpoint`.
-async fn with_endpoint(endpoint: &str, timeout_seconds: &str) -> Running {
-    let config = config(&[
+async fn with_endpoint(endpoint: &str, timeout_seconds: &str, extra: &[&str]) -> Running {
+    let mut flags = vec![
         "--aws-endpoint-url",
         endpoint,
         "--aws-region",
         "eu-west-1",
         "--aws-call-timeout-seconds",
         timeout_seconds,
-    ]);
+    ];
+    flags.extend_from_slice(extra);
+    let config = config(&flags);
     let metrics = Metrics::new("fault-test").unwrap();
     let sdk = aux_worker::aws::config_loader(&config.aws)
         .credentials_provider(aws_sdk_ssm::config::Credentials::new(
@@ -281,7 +283,7 @@ async fn with_endpoint(endpoint: &str, timeout_seconds: &str) -> Running {
 #[tokio::test]
 async fn a_hanging_aws_endpoint_gives_504_within_the_call_timeout() {
     let (addr, accepted) = black_hole().await;
-    let w = with_endpoint(&format!("http://{addr}"), "0.6").await;
+    let w = with_endpoint(&format!("http://{addr}"), "0.6", &[]).await;
     let started = Instant::now();
     let res = get(w.api, "/parameter/param1").await;
     let elapsed = started.elapsed();
@@ -301,7 +303,7 @@ async fn a_hanging_aws_endpoint_gives_504_within_the_call_timeout() {
 async fn an_unreachable_aws_endpoint_gives_503() {
     // Bind and drop to get a port nobody listens on.
     let port = platform_testkit::free_port();
-    let w = with_endpoint(&format!("http://127.0.0.1:{port}"), "2").await;
+    let w = with_endpoint(&format!("http://127.0.0.1:{port}"), "2", &[]).await;
     let res = get(w.api, "/s3-buckets").await;
     assert_clean_error(&res, 503, "aws_unavailable");
     assert_eq!(res.header("retry-after"), Some("1"));
@@ -310,28 +312,12 @@ async fn an_unreachable_aws_endpoint_gives_503() {
 #[tokio::test]
 async fn too_many_requests_in_flight_get_503_overloaded() {
     let (addr, _) = black_hole().await;
-    let config_flags = [
-        "--aws-endpoint-url",
+    let w = with_endpoint(
         &format!("http://{addr}"),
-        "--aws-region",
-        "eu-west-1",
-        "--aws-call-timeout-seconds",
         "2",
-        "--max-concurrent-requests",
-        "1",
-    ]
-    .map(str::to_owned);
-    let flags: Vec<&str> = config_flags.iter().map(String::as_str).collect();
-    let config = config(&flags);
-    let metrics = Metrics::new("fault-test").unwrap();
-    let sdk = aux_worker::aws::config_loader(&config.aws)
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "k", "s", None, None, "test",
-        ))
-        .load()
-        .await;
-    let aws = Aws::from_sdk_config(&sdk, &config.aws, metrics.clone());
-    let w = run(config, aws, metrics).await;
+        &["--max-concurrent-requests", "1"],
+    )
+    .await;
     let api = w.api;
     let slow = tokio::spawn(async move { get(api, "/parameter/param1").await });
     // Wait until the first request holds the only permit.
