@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aux_worker::Config;
@@ -21,7 +20,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use platform_testkit::{TestResponse, get};
+use platform_testkit::{TestResponse, black_hole, get};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -239,22 +238,6 @@ async fn bucket_listing_follows_continuation_tokens() {
     let body = get(w.api, "/s3-buckets").await.json();
     assert_eq!(body["buckets"], serde_json::json!(["a", "b"]));
     assert_eq!(rule.num_calls(), 2);
-}
-
-/// A TCP endpoint that accepts connections and never answers.
-async fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    (addr, accepted)
 }
 
 /// A worker built by the production constructor, pointed at `endpoint`.

@@ -123,14 +123,7 @@ async fn sigterm_drains_then_exits_zero_with_requests_completed() {
     let moto = Moto::shared();
     // The worker's AWS endpoint is a black hole, so a request stays in flight
     // for the whole call timeout.
-    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_addr = hole.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
-        }
-    });
+    let (hole_addr, _) = platform_testkit::black_hole().await;
     let (api_port, admin_port) = (free_port(), free_port());
     let mut child = tokio::process::Command::new(BIN)
         .envs(moto.worker_env())

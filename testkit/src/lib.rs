@@ -38,6 +38,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A TCP endpoint on 127.0.0.1 that accepts connections, holds them open and
+/// never answers; the counter tells how many connections were made.
+pub async fn black_hole() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
+
 /// The demo data the local stack and `Moto::start_seeded` use.
 pub fn demo_data() -> serde_json::Value {
     let path = workspace_root().join("scripts/demo-data.json");
