@@ -19,9 +19,9 @@ const MODELS = {
   AppProject: "@kubernetes-models/argo-cd/argoproj.io/v1alpha1/AppProject.d.ts",
 };
 
-export function createStrictChecker() {
+export function createStrictChecker(models = MODELS) {
   const files = Object.fromEntries(
-    Object.entries(MODELS).map(([kind, rel]) => [kind, depPath(rel)]),
+    Object.entries(models).map(([kind, rel]) => [kind, depPath(rel)]),
   );
   for (const file of Object.values(files)) {
     if (!fs.existsSync(file)) throw new Error(`model declarations not installed: ${file}`);
