@@ -137,6 +137,9 @@ else
   fail "policy self-test"
 fi
 
+# Service mesh components (components/mesh-*): renders, schemas, policies.
+. "$TESTS/mesh-checks.sh"
+
 step "local overlay: the seed script against moto $(python -c 'import moto; print(moto.__version__)')"
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
