@@ -58,6 +58,10 @@ const NAMESPACED = new Set([
   "monitoring.coreos.com/PrometheusRule", "monitoring.coreos.com/Prometheus",
   "monitoring.coreos.com/Alertmanager",
   "argoproj.io/Application", "argoproj.io/AppProject",
+  "policy.linkerd.io/Server", "policy.linkerd.io/AuthorizationPolicy",
+  "policy.linkerd.io/MeshTLSAuthentication", "policy.linkerd.io/NetworkAuthentication",
+  "security.istio.io/PeerAuthentication", "networking.istio.io/VirtualService",
+  "networking.istio.io/DestinationRule",
 ]);
 
 export const groupOf = (apiVersion) => (apiVersion.includes("/") ? apiVersion.split("/")[0] : "");

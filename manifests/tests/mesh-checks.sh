@@ -92,3 +92,31 @@ if (cd "$TESTS" && python mesh_policy.py self-test --fixtures fixtures/mesh/muta
 else
   fail "mesh policy self-test"
 fi
+
+step "service mesh: the Argo CD projects allow every kind the components add"
+project_kinds() { # project_kinds [--drop GROUP/KIND]: exit 1 when a kind is missing
+  kubectl kustomize argocd/apps >"$MESH_WORK/argocd.yaml" &&
+    python - "$MESH_WORK/argocd.yaml" "$MESH_WORK" "$@" <<'PY'
+import sys
+import yaml
+apps, renders, *drop = sys.argv[1:]
+drop = set(drop[1:]) if drop[:1] == ["--drop"] else set()
+with open(apps, encoding="utf-8") as handle:
+    projects = {d["metadata"]["name"]: d for d in yaml.safe_load_all(handle) if d and d.get("kind") == "AppProject"}
+missing = 0
+for env in ("dev", "prod"):
+    allowed = {f"{e['group']}/{e['kind']}" for e in projects[f"services-{env}"]["spec"].get("namespaceResourceWhitelist") or []}
+    allowed -= drop
+    for mesh in ("linkerd", "istio"):
+        with open(f"{renders}/{env}-{mesh}.yaml", encoding="utf-8") as handle:
+            for obj in (d for d in yaml.safe_load_all(handle) if d):
+                group = obj["apiVersion"].rsplit("/", 1)[0] if "/" in obj["apiVersion"] else ""
+                if f"{group}/{obj['kind']}" not in allowed:
+                    missing += 1
+                    print(f"FAIL project services-{env} does not allow {group}/{obj['kind']} ({obj['metadata']['name']}, mesh-{mesh})")
+print(f"argocd projects: {missing} kinds missing")
+sys.exit(1 if missing else 0)
+PY
+}
+if project_kinds; then pass "services-dev and services-prod allow the mesh kinds"; else fail "AppProject kinds"; fi
+expect_rejection "AppProject kind check" "kinds missing" project_kinds --drop security.istio.io/PeerAuthentication
