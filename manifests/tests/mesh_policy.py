@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from policy import apply_mutation, ident, load, pod_labels, pod_spec, selects
+from policy import Checker, apply_mutation, load, pod_labels, pod_spec, selects
 
 SERVICES = ("main-api", "auxiliary-service")
 EDGE, WORKER = SERVICES
@@ -79,21 +79,14 @@ def seconds(value):
     return total
 
 
-class MeshChecker:
+class MeshChecker(Checker):
+    """Reuses the project policy's object lookups (fail, of_kind, find); runs
+    only the mesh rules below."""
+
     def __init__(self, objects, mesh, namespaces=None):
-        self.objects = objects
+        super().__init__(objects, env=None, kustomization=None)
         self.mesh = mesh
         self.namespaces = namespaces or []
-        self.errors = []
-
-    def fail(self, rule, obj, message):
-        self.errors.append((rule, f"{ident(obj) if obj else '-'}: {message}"))
-
-    def of_kind(self, kind):
-        return [o for o in self.objects if o.get("kind") == kind]
-
-    def find(self, kind, name):
-        return next((o for o in self.of_kind(kind) if o["metadata"]["name"] == name), None)
 
     def deployments(self):
         return [d for d in (self.find("Deployment", n) for n in SERVICES) if d]
@@ -413,8 +406,12 @@ class MeshChecker:
                 if any(r.get("isRetryable") for r in sp.get("spec", {}).get("routes") or []):
                     self.fail("mesh-retries", sp, "a retryable route adds a second retry layer")
 
+    @staticmethod
+    def rules():
+        return sorted(n for n in vars(MeshChecker) if n.startswith("rule_"))
+
     def run(self):
-        for name in sorted(n for n in dir(self) if n.startswith("rule_")):
+        for name in self.rules():
             getattr(self, name)()
         return self.errors
 
@@ -472,7 +469,7 @@ def main():
     errors = check(objects, args.mesh, load(args.namespaces) if args.namespaces else [])
     for rule, message in errors:
         print(f"FAIL {rule} {message}")
-    rules = sorted(n[len("rule_"):] for n in dir(MeshChecker) if n.startswith("rule_"))
+    rules = [n[len("rule_"):] for n in MeshChecker.rules()]
     print(f"mesh policy ({args.mesh}) {args.rendered}: {len(objects)} objects, rules {', '.join(rules)}: {len(errors)} violations")
     return 1 if errors else 0
 
