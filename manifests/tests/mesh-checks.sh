@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2119,SC2120
 # Service-mesh checks, sourced by scripts/check-manifests.sh (uses its MAN,
 # TESTS, WORK, OVERLAYS, KUBERNETES_VERSION and its step/pass/fail/
 # expect_rejection helpers). Every overlay is rendered with each mesh
