@@ -62,7 +62,7 @@ impl AwsErrorKind {
 }
 
 /// A failed AWS call. `detail` is for logs only.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} failed ({kind:?}): {detail}", operation = .operation.as_str())]
 pub struct AwsError {
     pub operation: Operation,

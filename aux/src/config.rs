@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use service_common::ParameterPrefix;
-use service_common::duration::parse_seconds;
+pub use service_common::config::ConfigErrors;
+use service_common::config::{
+    Problems, check_version, parse_addr, parse_bool, parse_count, parse_seconds,
+};
 use service_common::telemetry::{self, LogFormat};
 
 /// Names of the environment variables, the one place they are spelled.
@@ -20,6 +23,9 @@ pub mod env {
     pub const SERVICE_VERSION: &str = "SERVICE_VERSION";
     pub const PARAMETER_PREFIX: &str = "PARAMETER_PREFIX";
     pub const EXPOSE_SECURE_PARAMETERS: &str = "EXPOSE_SECURE_PARAMETERS";
+    pub const S3_BUCKET_PREFIX: &str = "S3_BUCKET_PREFIX";
+    pub const CACHE_TTL_SECONDS: &str = "CACHE_TTL_SECONDS";
+    pub const CACHE_MAX_ENTRIES: &str = "CACHE_MAX_ENTRIES";
     pub const AWS_REGION: &str = "AWS_REGION";
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
     pub const AWS_CALL_TIMEOUT_SECONDS: &str = "AWS_CALL_TIMEOUT_SECONDS";
@@ -57,6 +63,19 @@ pub struct Args {
     /// Whether SecureString values may be returned (decrypted): true or false.
     #[arg(long, env = env::EXPOSE_SECURE_PARAMETERS, default_value = "false")]
     pub expose_secure_parameters: String,
+    /// Only buckets whose names start with this are listed by /s3-buckets; empty lists
+    /// every bucket the credentials can see.
+    #[arg(long, env = env::S3_BUCKET_PREFIX, default_value = "")]
+    pub s3_bucket_prefix: String,
+    /// How long an SSM answer (a parameter, a missing parameter, the list) is reused before
+    /// SSM is asked again; concurrent requests for one key share one call. Answers carry
+    /// Cache-Control: max-age and Age so the edge never serves a value older than this end
+    /// to end. 0 turns the cache off (0 to 86400).
+    #[arg(long, env = env::CACHE_TTL_SECONDS, default_value = "30")]
+    pub cache_ttl_seconds: String,
+    /// Upper bound on cached SSM answers (1 to 10000000).
+    #[arg(long, env = env::CACHE_MAX_ENTRIES, default_value = "10000")]
+    pub cache_max_entries: String,
     /// AWS region; unset means the SDK's chain (profile, instance metadata).
     #[arg(long, env = env::AWS_REGION)]
     pub aws_region: Option<String>,
@@ -100,6 +119,11 @@ pub struct Config {
     pub service_version: String,
     pub parameter_prefix: ParameterPrefix,
     pub expose_secure_parameters: bool,
+    /// Empty: no filter.
+    pub s3_bucket_prefix: String,
+    /// Zero: no cache.
+    pub cache_ttl: Duration,
+    pub cache_max_entries: u64,
     pub aws: AwsSettings,
     pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
@@ -118,11 +142,6 @@ pub struct AwsSettings {
     pub call_timeout: Duration,
     pub max_attempts: u32,
 }
-
-/// Every problem found in one configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigErrors(pub Vec<String>);
 
 /// Why the arguments were not turned into a configuration.
 #[derive(Debug)]
@@ -152,51 +171,50 @@ impl Config {
     }
 
     pub fn validate(args: Args) -> Result<Self, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut check = |name: &str, result: Result<(), String>| {
-            if let Err(e) = result {
-                errors.push(format!("{name}: {e}"));
-            }
-        };
-
-        let mut listen_addr = None;
-        check(
-            env::LISTEN_ADDR,
-            parse_addr(&args.listen_addr).map(|a| listen_addr = Some(a)),
-        );
-        let mut admin_addr = None;
-        check(
-            env::ADMIN_ADDR,
-            parse_addr(&args.admin_addr).map(|a| admin_addr = Some(a)),
-        );
+        let mut p = Problems::default();
+        let listen_addr = p.check(env::LISTEN_ADDR, parse_addr(&args.listen_addr));
+        let admin_addr = p.check(env::ADMIN_ADDR, parse_addr(&args.admin_addr));
         if let (Some(l), Some(a)) = (listen_addr, admin_addr)
             && l == a
             && l.port() != 0
         {
-            check(env::ADMIN_ADDR, Err(format!("{a} is also LISTEN_ADDR")));
+            p.push(format!("{}: {a} is also LISTEN_ADDR", env::ADMIN_ADDR));
         }
-        check(env::SERVICE_VERSION, check_version(&args.service_version));
-
-        let mut prefix = None;
-        match args.parameter_prefix.as_deref() {
-            None | Some("") => check(
+        let service_version = p.check(env::SERVICE_VERSION, check_version(&args.service_version));
+        let prefix = match args.parameter_prefix.as_deref() {
+            None | Some("") => p.check(
                 env::PARAMETER_PREFIX,
                 Err("is required (e.g. /kantox-challenge/dev)".into()),
             ),
-            Some(raw) => check(
+            Some(raw) => p.check(
                 env::PARAMETER_PREFIX,
-                ParameterPrefix::parse(raw)
-                    .map(|p| prefix = Some(p))
-                    .map_err(|e| format!("{raw:?}: {e}")),
+                ParameterPrefix::parse(raw).map_err(|e| format!("{raw:?}: {e}")),
             ),
-        }
-
-        let mut expose = false;
-        check(
+        };
+        let expose = p.check(
             env::EXPOSE_SECURE_PARAMETERS,
-            parse_bool(&args.expose_secure_parameters).map(|b| expose = b),
+            parse_bool(&args.expose_secure_parameters),
         );
-
+        let bucket_prefix_ok = args.s3_bucket_prefix.len() <= 63
+            && args
+                .s3_bucket_prefix
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'));
+        if !bucket_prefix_ok {
+            p.push(format!(
+                "{}: {:?} is not the start of an S3 bucket name (a-z 0-9 - ., at most 63)",
+                env::S3_BUCKET_PREFIX,
+                args.s3_bucket_prefix
+            ));
+        }
+        let cache_ttl = p.check(
+            env::CACHE_TTL_SECONDS,
+            parse_seconds(&args.cache_ttl_seconds, 0.0, 86_400.0),
+        );
+        let cache_max_entries = p.check(
+            env::CACHE_MAX_ENTRIES,
+            parse_count(&args.cache_max_entries, 1, 10_000_000),
+        );
         if let Some(region) = &args.aws_region {
             let ok = !region.is_empty()
                 && region.len() <= 32
@@ -204,116 +222,93 @@ impl Config {
                     .bytes()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
             if !ok {
-                check(
-                    env::AWS_REGION,
-                    Err(format!("{region:?} is not a region name")),
-                );
+                p.push(format!(
+                    "{}: {region:?} is not a region name",
+                    env::AWS_REGION
+                ));
             }
         }
         if let Some(url) = &args.aws_endpoint_url {
-            check(env::AWS_ENDPOINT_URL, check_endpoint(url));
+            p.check(env::AWS_ENDPOINT_URL, check_endpoint(url));
         }
-
-        let mut call_timeout = Duration::ZERO;
-        check(
+        let call_timeout = p.check(
             env::AWS_CALL_TIMEOUT_SECONDS,
-            parse_seconds(&args.aws_call_timeout_seconds, 0.1, 60.0).map(|d| call_timeout = d),
+            parse_seconds(&args.aws_call_timeout_seconds, 0.1, 60.0),
         );
-        let mut max_attempts = 0;
-        check(
+        let max_attempts = p.check(
             env::AWS_MAX_ATTEMPTS,
-            parse_int(&args.aws_max_attempts, 1, 10).map(|n| max_attempts = n as u32),
+            parse_count(&args.aws_max_attempts, 1, 10),
         );
-        let mut max_concurrent = 0;
-        check(
+        let max_concurrent = p.check(
             env::MAX_CONCURRENT_REQUESTS,
-            parse_int(&args.max_concurrent_requests, 1, 100_000)
-                .map(|n| max_concurrent = n as usize),
+            parse_count(&args.max_concurrent_requests, 1, 100_000),
         );
-        let mut header_timeout = Duration::ZERO;
-        check(
+        let header_timeout = p.check(
             env::HEADER_READ_TIMEOUT_SECONDS,
-            parse_seconds(&args.header_read_timeout_seconds, 0.1, 300.0)
-                .map(|d| header_timeout = d),
+            parse_seconds(&args.header_read_timeout_seconds, 0.1, 300.0),
         );
-        let mut drain = Duration::ZERO;
-        check(
+        let drain = p.check(
             env::SHUTDOWN_DRAIN_SECONDS,
-            parse_seconds(&args.shutdown_drain_seconds, 0.0, 300.0).map(|d| drain = d),
+            parse_seconds(&args.shutdown_drain_seconds, 0.0, 300.0),
         );
-        let mut shutdown_timeout = Duration::ZERO;
-        check(
+        let shutdown_timeout = p.check(
             env::SHUTDOWN_TIMEOUT_SECONDS,
-            parse_seconds(&args.shutdown_timeout_seconds, 0.0, 300.0).map(|d| shutdown_timeout = d),
+            parse_seconds(&args.shutdown_timeout_seconds, 0.0, 300.0),
         );
-        let mut log_format = LogFormat::Json;
-        check(
-            env::LOG_FORMAT,
-            args.log_format.parse().map(|f| log_format = f),
-        );
-        check(env::RUST_LOG, telemetry::validate_filter(&args.rust_log));
+        let log_format = p.check(env::LOG_FORMAT, args.log_format.parse::<LogFormat>());
+        p.check(env::RUST_LOG, telemetry::validate_filter(&args.rust_log));
 
-        match (listen_addr, admin_addr, prefix) {
-            (Some(listen_addr), Some(admin_addr), Some(parameter_prefix)) if errors.is_empty() => {
-                Ok(Config {
-                    listen_addr,
-                    admin_addr,
-                    service_version: args.service_version,
-                    parameter_prefix,
-                    expose_secure_parameters: expose,
-                    aws: AwsSettings {
-                        region: args.aws_region,
-                        endpoint_url: args.aws_endpoint_url,
-                        call_timeout,
-                        max_attempts,
-                    },
-                    max_concurrent_requests: max_concurrent,
-                    header_read_timeout: header_timeout,
-                    shutdown_drain: drain,
-                    shutdown_timeout,
-                    log_format,
-                    log_filter: args.rust_log,
-                    check_config: args.check_config,
-                })
-            }
-            _ => Err(ConfigErrors(errors)),
+        match (
+            listen_addr,
+            admin_addr,
+            service_version,
+            prefix,
+            expose,
+            (cache_ttl, cache_max_entries),
+            (call_timeout, max_attempts),
+            (max_concurrent, header_timeout, drain, shutdown_timeout),
+            log_format,
+        ) {
+            (
+                Some(listen_addr),
+                Some(admin_addr),
+                Some(service_version),
+                Some(parameter_prefix),
+                Some(expose_secure_parameters),
+                (Some(cache_ttl), Some(cache_max_entries)),
+                (Some(call_timeout), Some(max_attempts)),
+                (
+                    Some(max_concurrent),
+                    Some(header_read_timeout),
+                    Some(shutdown_drain),
+                    Some(shutdown_timeout),
+                ),
+                Some(log_format),
+            ) if p.is_empty() => Ok(Config {
+                listen_addr,
+                admin_addr,
+                service_version,
+                parameter_prefix,
+                expose_secure_parameters,
+                s3_bucket_prefix: args.s3_bucket_prefix,
+                cache_ttl,
+                cache_max_entries,
+                aws: AwsSettings {
+                    region: args.aws_region,
+                    endpoint_url: args.aws_endpoint_url,
+                    call_timeout,
+                    max_attempts: max_attempts as u32,
+                },
+                max_concurrent_requests: max_concurrent as usize,
+                header_read_timeout,
+                shutdown_drain,
+                shutdown_timeout,
+                log_format,
+                log_filter: args.rust_log,
+                check_config: args.check_config,
+            }),
+            _ => Err(ConfigErrors(p.0)),
         }
-    }
-}
-
-fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
-    raw.parse()
-        .map_err(|_| format!("{raw:?} is not an IP:port address"))
-}
-
-fn parse_bool(raw: &str) -> Result<bool, String> {
-    match raw {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        other => Err(format!("{other:?} is not true or false")),
-    }
-}
-
-fn parse_int(raw: &str, min: u64, max: u64) -> Result<u64, String> {
-    match raw.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        Ok(_) => Err(format!("{raw:?} is outside {min}..={max}")),
-        Err(_) => Err(format!("{raw:?} is not a whole number")),
-    }
-}
-
-fn check_version(raw: &str) -> Result<(), String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 128
-        && raw
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{raw:?} must be 1 to 128 characters of A-Z a-z 0-9 . - _ +"
-        ))
     }
 }
 

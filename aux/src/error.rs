@@ -13,6 +13,8 @@ pub enum ApiError {
     InvalidName(#[from] ParameterNameError),
     #[error("parameter is a SecureString and they are not exposed")]
     SecureParameter,
+    #[error("parameter not found")]
+    ParameterNotFound,
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -31,6 +33,7 @@ impl ApiError {
         match self {
             ApiError::InvalidName(_) => ErrorCode::InvalidParameterName,
             ApiError::SecureParameter => ErrorCode::SecureParameter,
+            ApiError::ParameterNotFound => ErrorCode::ParameterNotFound,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Overloaded => ErrorCode::Overloaded,

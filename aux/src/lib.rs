@@ -9,6 +9,8 @@
 //! - [`aws`]: the one constructor of the AWS clients and every AWS call,
 //!   with error classification. The SDK is the only layer that retries.
 //! - [`api`]: routing and handlers; [`api::App::handle`] serves one request.
+//! - [`cache`]: the SSM answer cache (`CACHE_TTL_SECONDS`, coalesced misses)
+//!   and the freshness it reports (`Cache-Control: max-age`, `Age`).
 //! - [`error`]: [`error::ApiError`] and its one mapping to a status and code.
 //! - [`metrics`]: the metrics registry served on the admin port.
 //! - [`server`]: accept loops, `/healthz` `/readyz` `/metrics`, and the
@@ -19,6 +21,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -68,11 +71,15 @@ pub async fn serve_with(
 ) {
     let app = Arc::new(api::App::new(
         aws,
-        config.parameter_prefix.clone(),
-        config.expose_secure_parameters,
-        config.service_version.clone(),
+        api::AppSettings {
+            prefix: config.parameter_prefix.clone(),
+            expose_secure: config.expose_secure_parameters,
+            bucket_prefix: config.s3_bucket_prefix.clone(),
+            version: config.service_version.clone(),
+            max_concurrent: config.max_concurrent_requests,
+        },
         metrics.clone(),
-        config.max_concurrent_requests,
+        cache::SsmCache::new(config.cache_ttl, config.cache_max_entries),
     ));
     let settings = ServerSettings {
         header_read_timeout: config.header_read_timeout,
@@ -86,6 +93,8 @@ pub async fn serve_with(
             prefix = %config.parameter_prefix,
             version = %config.service_version,
             expose_secure_parameters = config.expose_secure_parameters,
+            s3_bucket_prefix = %config.s3_bucket_prefix,
+            cache_ttl_seconds = config.cache_ttl.as_secs_f64(),
             "aux-worker listening"
         );
     }

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use aux_worker::{ArgsError, Config};
 
-/// Exit code for bad configuration (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
+use service_common::config::EXIT_CONFIG;
 
 fn main() -> ExitCode {
     let config = match Config::try_from_args(std::env::args_os()) {
@@ -29,7 +28,8 @@ fn main() -> ExitCode {
         eprintln!("aux-worker: configuration is valid: {config:#?}");
         return ExitCode::SUCCESS;
     }
-    let _logs = service_common::telemetry::init(config.log_format, &config.log_filter);
+    let _logs =
+        service_common::telemetry::init("aux-worker", config.log_format, &config.log_filter);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,6 +26,8 @@ pub struct Metrics {
     in_flight: IntGauge,
     aws_calls: IntCounterVec,
     aws_duration: HistogramVec,
+    cache_lookups: IntCounterVec,
+    cache_entries: IntGauge,
     ready: IntGauge,
 }
 
@@ -78,6 +80,18 @@ impl Metrics {
             .namespace(NAMESPACE),
             &["version"],
         )?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "cache_lookups_total",
+                "SSM answers looked up in the worker's cache, by route template and result (hit, miss).",
+            )
+            .namespace(NAMESPACE),
+            &["route", "result"],
+        )?;
+        let cache_entries = IntGauge::with_opts(
+            Opts::new("cache_entries", "SSM answers held in the worker's cache.")
+                .namespace(NAMESPACE),
+        )?;
         let ready = IntGauge::with_opts(
             Opts::new("ready", "1 while /readyz answers 200, 0 while draining.")
                 .namespace(NAMESPACE),
@@ -88,7 +102,15 @@ impl Metrics {
         registry.register(Box::new(aws_calls.clone()))?;
         registry.register(Box::new(aws_duration.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(ready.clone()))?;
+        service_common::admin::register_common_metrics(&registry, NAMESPACE)?;
+        for route in ["/parameters", "/parameter/{name}"] {
+            for result in ["hit", "miss"] {
+                cache_lookups.with_label_values(&[route, result]);
+            }
+        }
         build_info.with_label_values(&[version]).set(1);
         // Pre-create the series dashboards and alerts expect, so they read 0
         // rather than "no data" before the first call.
@@ -115,6 +137,8 @@ impl Metrics {
             in_flight,
             aws_calls,
             aws_duration,
+            cache_lookups,
+            cache_entries,
             ready,
         })
     }
@@ -140,6 +164,17 @@ impl Metrics {
         self.aws_duration
             .with_label_values(&[op.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_cache(&self, route: &str, lookup: crate::cache::Lookup) {
+        self.cache_lookups
+            .with_label_values(&[route, lookup.label()])
+            .inc();
+    }
+
+    pub fn set_cache_entries(&self, entries: u64) {
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     pub fn in_flight(&self) -> &IntGauge {

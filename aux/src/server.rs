@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use service_common::admin::{self, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -35,10 +35,11 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
 }
 
-/// Readiness, shared between the shutdown sequence and `/readyz`.
+/// Readiness, shared between the shutdown sequence and `/readyz`, mirrored
+/// in `aux_ready`.
 #[derive(Debug)]
 pub struct Health {
-    ready: AtomicBool,
+    readiness: Readiness,
     metrics: Metrics,
 }
 
@@ -46,18 +47,14 @@ impl Health {
     fn new(metrics: Metrics) -> Self {
         metrics.set_ready(true);
         Self {
-            ready: AtomicBool::new(true),
+            readiness: Readiness::new(),
             metrics,
         }
     }
 
     fn set_draining(&self) {
-        self.ready.store(false, Ordering::SeqCst);
+        self.readiness.start_draining();
         self.metrics.set_ready(false);
-    }
-
-    fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
     }
 }
 
@@ -77,18 +74,31 @@ pub async fn run(
 
     let api_task = {
         let app = app.clone();
-        tokio::spawn(accept_loop(api, settings, api_stopped, move |req| {
+        tokio::spawn(accept_loop(api, settings, api_stopped, move |req, peer| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(req).await) }
+            async move { Ok::<_, Infallible>(app.handle(req, Some(peer)).await) }
         }))
     };
     let admin_task = {
         let health = health.clone();
         let metrics = metrics.clone();
-        tokio::spawn(accept_loop(admin, settings, admin_stopped, move |req| {
-            let response = admin_response(&req, &health, &metrics);
-            async move { Ok::<_, Infallible>(response) }
-        }))
+        let app = app.clone();
+        tokio::spawn(accept_loop(
+            admin,
+            settings,
+            admin_stopped,
+            move |req, _peer| {
+                let health = health.clone();
+                let metrics = metrics.clone();
+                let app = app.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        metrics.set_cache_entries(app.cache().entry_count().await);
+                    }
+                    Ok::<_, Infallible>(admin_response(&req, &health, &metrics))
+                }
+            },
+        ))
     };
 
     shutdown.await;
@@ -115,7 +125,7 @@ async fn accept_loop<F, Fut>(
     mut stop: watch::Receiver<bool>,
     handler: F,
 ) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -146,7 +156,10 @@ async fn accept_loop<F, Fut>(
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| handler(req, peer)),
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -172,32 +185,25 @@ fn admin_response(
     health: &Health,
     metrics: &Metrics,
 ) -> Response<Full<Bytes>> {
-    let (status, content_type, body): (StatusCode, &'static str, Bytes) = match req.uri().path() {
-        "/metrics" => (
+    let path = req.uri().path();
+    let (status, content_type, body) = if path == "/metrics" {
+        (
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            admin::METRICS_CONTENT_TYPE,
             Bytes::from(metrics.encode()),
-        ),
-        "/healthz" => (
-            StatusCode::OK,
-            "application/json",
-            Bytes::from_static(br#"{"status":"ok"}"#),
-        ),
-        "/readyz" if health.is_ready() => (
-            StatusCode::OK,
-            "application/json",
-            Bytes::from_static(br#"{"status":"ready"}"#),
-        ),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "application/json",
-            Bytes::from_static(br#"{"status":"draining"}"#),
-        ),
-        _ => (
+        )
+    } else if let Some(p) = admin::probe(path, &health.readiness) {
+        (
+            StatusCode::from_u16(p.status).unwrap_or(StatusCode::OK),
+            admin::PROBE_CONTENT_TYPE,
+            Bytes::from(p.body),
+        )
+    } else {
+        (
             StatusCode::NOT_FOUND,
-            "application/json",
-            Bytes::from_static(br#"{"error":{"code":"not_found","message":"no such route"}}"#),
-        ),
+            admin::PROBE_CONTENT_TYPE,
+            Bytes::from_static(admin::NOT_FOUND_BODY.as_bytes()),
+        )
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;

@@ -74,6 +74,14 @@ pub enum ErrorCode {
     Overloaded,
     /// The instance is shutting down.
     ShuttingDown,
+    /// This client started too many worker calls (cache misses) recently.
+    RateLimited,
+    /// The request could not be parsed as HTTP.
+    BadRequest,
+    /// The request head exceeds the size the server accepts.
+    HeaderTooLarge,
+    /// The client did not send a complete request head in time.
+    RequestTimeout,
     Internal,
 }
 
@@ -94,13 +102,20 @@ impl ErrorCode {
             ErrorCode::UpstreamInvalid => "upstream_invalid_response",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::HeaderTooLarge => "request_header_fields_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal_error",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidParameterName => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidParameterName | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::SecureParameter => StatusCode::FORBIDDEN,
             ErrorCode::ParameterNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -115,9 +130,13 @@ impl ErrorCode {
         }
     }
 
-    /// Seconds a client should wait before retrying, for the 503s.
+    /// Seconds a client should wait before retrying, for the 503s and 429s.
     pub fn retry_after_seconds(self) -> Option<u32> {
-        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECONDS)
+        matches!(
+            self.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        )
+        .then_some(RETRY_AFTER_SECONDS)
     }
 
     /// The client-facing message: fixed text, never internal detail.
@@ -137,12 +156,16 @@ impl ErrorCode {
             ErrorCode::UpstreamInvalid => "auxiliary service answered with an invalid response",
             ErrorCode::Overloaded => "too many requests in flight; retry later",
             ErrorCode::ShuttingDown => "shutting down; retry on another instance",
+            ErrorCode::RateLimited => "too many uncached lookups from this client; retry later",
+            ErrorCode::BadRequest => "malformed HTTP request",
+            ErrorCode::HeaderTooLarge => "request head too large",
+            ErrorCode::RequestTimeout => "request head not received in time",
             ErrorCode::Internal => "internal error",
         }
     }
 }
 
-/// `Retry-After` sent with every 503.
+/// `Retry-After` sent with every 503 and 429.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// The `allow` header sent with 405.
@@ -235,5 +258,9 @@ mod tests {
         assert_eq!(ErrorCode::AwsError.status(), 502);
         assert_eq!(ErrorCode::AwsThrottled.retry_after_seconds(), Some(1));
         assert_eq!(ErrorCode::AwsError.retry_after_seconds(), None);
+        assert_eq!(ErrorCode::RateLimited.status(), 429);
+        assert_eq!(ErrorCode::RateLimited.retry_after_seconds(), Some(1));
+        assert_eq!(ErrorCode::HeaderTooLarge.status(), 431);
+        assert_eq!(ErrorCode::BadRequest.status(), 400);
     }
 }

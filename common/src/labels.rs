@@ -18,6 +18,11 @@ pub fn method(method: &Method) -> &'static str {
 }
 
 /// `2xx`, `3xx`, `4xx` or `5xx` (`1xx` for informational answers).
+/// The `status_class` of an exchange the client abandoned before its
+/// answer was written (logged with status 499): neither a success nor a
+/// server error.
+pub const CLIENT_CLOSED: &str = "client_closed";
+
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",

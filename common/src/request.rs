@@ -1,19 +1,24 @@
-//! Request correlation: `x-request-id` and W3C `traceparent`.
+//! Request correlation: `x-request-id`.
+//!
+//! Trace context (W3C `traceparent`/`tracestate`, B3) lives in
+//! [`crate::trace`].
 
 use std::fmt;
 
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// W3C trace-context header, accepted, logged and forwarded.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// A request id safe to log and echo: 1 to 128 characters of
 /// `A-Z a-z 0-9 - _ . : /`. Anything else from a client is replaced by a new
-/// UUID rather than echoed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+/// UUID rather than echoed. Held inline (no heap allocation), since every
+/// request carries one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; MAX_REQUEST_ID_LEN],
+}
 
 impl RequestId {
     pub fn from_header(value: Option<&[u8]>) -> Self {
@@ -26,62 +31,44 @@ impl RequestId {
             && value.iter().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'/')
             });
-        // The check above admits only ASCII, so this conversion cannot fail.
-        ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.to_owned())))
-            .flatten()
+        ok.then(|| Self::from_ascii(value))
     }
 
+    /// A new random (version 4) UUID, from a fast thread-local generator: a
+    /// request id needs to be unique, not secret.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        let bytes = fastrand::u128(..).to_le_bytes();
+        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut buf = uuid::Uuid::encode_buffer();
+        Self::from_ascii(uuid.hyphenated().encode_lower(&mut buf).as_bytes())
+    }
+
+    /// `value` is at most [`MAX_REQUEST_ID_LEN`] ASCII bytes.
+    fn from_ascii(value: &[u8]) -> Self {
+        let len = value.len().min(MAX_REQUEST_ID_LEN);
+        let mut bytes = [0u8; MAX_REQUEST_ID_LEN];
+        bytes[..len].copy_from_slice(&value[..len]);
+        Self {
+            len: len as u8,
+            bytes,
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
-/// A syntactically valid version-00 `traceparent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceParent {
-    raw: String,
-}
-
-impl TraceParent {
-    /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lower-case,
-    /// ids not all zero. Anything else is ignored (not forwarded).
-    pub fn parse(value: &[u8]) -> Option<Self> {
-        let s = std::str::from_utf8(value).ok()?;
-        let mut parts = s.split('-');
-        let (version, trace, parent, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |p: &str, n: usize| {
-            p.len() == n
-                && p.bytes()
-                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        };
-        let nonzero = |p: &str| p.bytes().any(|c| c != b'0');
-        let valid = parts.next().is_none()
-            && version == "00"
-            && hex(trace, 32)
-            && nonzero(trace)
-            && hex(parent, 16)
-            && nonzero(parent)
-            && hex(flags, 2);
-        valid.then(|| Self { raw: s.to_owned() })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-
-    pub fn trace_id(&self) -> &str {
-        &self.raw[3..35]
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
     }
 }
 
@@ -92,6 +79,8 @@ mod tests {
     #[test]
     fn request_id_is_kept_when_safe_and_replaced_otherwise() {
         assert_eq!(RequestId::from_header(Some(b"abc-123")).as_str(), "abc-123");
+        let long = [b'a'; 128];
+        assert_eq!(RequestId::from_header(Some(&long)).as_str().len(), 128);
         for bad in [&b""[..], b"a b", b"x\ny", "é".as_bytes(), &[b'a'; 129]] {
             let id = RequestId::from_header(Some(bad));
             assert_ne!(id.as_str().as_bytes(), bad);
@@ -101,19 +90,10 @@ mod tests {
     }
 
     #[test]
-    fn traceparent() {
-        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let tp = TraceParent::parse(ok.as_bytes()).unwrap();
-        assert_eq!(tp.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        for bad in [
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
-            "garbage",
-        ] {
-            assert!(TraceParent::parse(bad.as_bytes()).is_none(), "{bad}");
-        }
+    fn generated_ids_are_version_4_uuids() {
+        let id = RequestId::generate();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(id.as_str(), parsed.hyphenated().to_string());
     }
 }

@@ -1,311 +1,431 @@
-//! The answer cache for `/parameters` and `/parameter/{name}`.
+//! The answer cache for `/parameters` and `/parameter/{name}`: one moka
+//! entry per key holding the prepared answer and its deadlines.
 //!
-//! Two moka caches keyed by normalised path (`/parameters`,
-//! `/parameter/<decoded name>`):
+//! ```text
+//!  stored        fresh_until      revalidate_until            stale_until
+//!    |--- fresh ---|--- stale-while-revalidate ---|                  |
+//!    |             |------------ stale-if-error (failures only) -----|
+//! ```
 //!
-//! - `fresh` holds answers while they may be served as they are: a `200` for
-//!   `CACHE_TTL_SECONDS`, a `404 parameter_not_found` for
-//!   [`NEGATIVE_TTL_MAX`] at most (negative caching). A miss goes through
-//!   `try_get_with`, so concurrent misses for one key make exactly one worker
-//!   call; the others wait for it and share its result, success or failure.
-//! - `stale` keeps every `200` for `CACHE_TTL_SECONDS +
-//!   CACHE_STALE_IF_ERROR_SECONDS`. It is only read when the worker fails
-//!   (unreachable, timeout, `5xx`); the stale answer is then served instead
-//!   of the error.
+//! - **Fresh** (`HIT`): served as is. A `200` stays fresh for
+//!   `CACHE_TTL_SECONDS`, or less when the worker says its answer is older
+//!   (`Age`) or fresh for less (`max-age`): a value is never older than one
+//!   TTL end to end. A definitive negative (`404 parameter_not_found`,
+//!   `403 secure_parameter`) for `CACHE_NEGATIVE_TTL_SECONDS`.
+//! - **Revalidating** (`STALE`): for `CACHE_STALE_WHILE_REVALIDATE_SECONDS`
+//!   after that, a `200` is served at once while one background request
+//!   refreshes it.
+//! - **Stale on error** (`STALE`): until `CACHE_STALE_IF_ERROR_SECONDS` after
+//!   freshness ended, a `200` replaces a worker failure (timeout, connection
+//!   failure, `5xx`). After a failure the entry remembers it for
+//!   [`FAILURE_MEMORY`]: requests in that window get the stale copy at once
+//!   instead of each waiting for the worker again.
+//! - A definitive answer **replaces** what was there: a `404` or `403` for a
+//!   key with a cached `200` removes the `200` for good, so a deleted
+//!   parameter (or one turned into a SecureString) never comes back as
+//!   `STALE`.
 //!
-//! Other worker answers (`400`, `403`, ...) pass through uncached.
+//! Answers the worker marks `no-store` (decrypted SecureString values),
+//! other `4xx` and failures with no stale copy are not stored.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 
 use crate::answer::Answer;
-use crate::metrics::CacheResult;
+use crate::config::CacheConfig;
 
-/// Upper bound on how long a `404 parameter_not_found` is cached.
-pub const NEGATIVE_TTL_MAX: Duration = Duration::from_secs(5);
+/// How long a worker failure for a key is remembered.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(1);
 
-/// What a lookup produced.
+/// One key's cached answer and its deadlines.
 #[derive(Debug)]
-pub enum Lookup {
-    /// Served from the cache (`HIT`), or fetched for this request or a
-    /// concurrent one (`MISS`), or a stale copy served because the worker
-    /// failed (`STALE`).
-    Cached {
-        answer: Arc<Answer>,
-        result: CacheResult,
-        /// This request waited for another request's worker call.
-        coalesced: bool,
-    },
-    /// An answer that is not cached (the worker's `4xx` other than a
-    /// negative, or a failure with no stale copy to fall back on).
-    Uncached {
-        answer: Arc<Answer>,
-        coalesced: bool,
-    },
+pub struct Entry {
+    pub answer: Arc<Answer>,
+    /// When the edge received it.
+    pub stored_at: Instant,
+    /// Its age when it arrived (the worker's `Age`), in seconds.
+    pub age_at_store: u64,
+    pub fresh_until: Instant,
+    pub revalidate_until: Instant,
+    pub stale_until: Instant,
+    /// Until when a recent worker failure is remembered.
+    pub failed_until: Option<Instant>,
 }
 
-struct PerEntryTtl {
-    ttl: Duration,
-    negative_ttl: Duration,
-}
+impl Entry {
+    /// The `Age` header: seconds since the worker (or SSM behind it) produced
+    /// the answer.
+    pub fn age(&self, now: Instant) -> u64 {
+        self.age_at_store + now.saturating_duration_since(self.stored_at).as_secs()
+    }
 
-impl Expiry<String, Arc<Answer>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Arc<Answer>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(if value.is_negative() {
-            self.negative_ttl
-        } else {
-            self.ttl
-        })
+    /// Seconds of freshness left, rounded down (`max-age` for clients).
+    pub fn fresh_for(&self, now: Instant) -> u64 {
+        self.fresh_until.saturating_duration_since(now).as_secs()
+    }
+
+    fn is_ok(&self) -> bool {
+        self.answer.status == 200
     }
 }
 
-/// The cache shared by every request.
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Found {
+    /// Fresh: serve it.
+    Fresh(Arc<Entry>),
+    /// Stale within stale-while-revalidate: serve it, refresh in the
+    /// background.
+    Revalidate(Arc<Entry>),
+    /// Stale, and the worker failed for this key a moment ago: serve it.
+    RecentFailure(Arc<Entry>),
+    /// Stale: usable only if the worker fails (`Some`), or nothing at all.
+    Miss(Option<Arc<Entry>>),
+}
+
+/// What storing a worker answer did.
+#[derive(Debug)]
+pub enum Stored {
+    /// Cached (replacing whatever was there).
+    Cached(Arc<Entry>),
+    /// A failure, and a stale `200` covers it (now remembered as failed).
+    StaleOnError(Arc<Entry>),
+    /// Not cacheable; any cached `200` was left as it was (or removed, for a
+    /// `no-store` answer).
+    NotCached,
+}
+
+struct UntilStale;
+
+impl Expiry<String, Arc<Entry>> for UntilStale {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.stale_until.saturating_duration_since(created_at))
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &String,
+        value: &Arc<Entry>,
+        updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, updated_at)
+    }
+}
+
+/// The cache shared by every request; cheap to clone.
 #[derive(Clone)]
 pub struct AnswerCache {
-    fresh: Cache<String, Arc<Answer>>,
-    stale: Cache<String, Arc<Answer>>,
-    stale_enabled: bool,
+    entries: Cache<String, Arc<Entry>>,
+    config: CacheConfig,
 }
 
 impl std::fmt::Debug for AnswerCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnswerCache")
-            .field("entries", &self.entry_count())
-            .finish_non_exhaustive()
+            .field("entries", &self.entries.entry_count())
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 impl AnswerCache {
-    pub fn new(ttl: Duration, stale_if_error: Duration, max_entries: u64) -> Self {
-        let fresh = Cache::builder()
-            .max_capacity(max_entries)
-            .expire_after(PerEntryTtl {
-                ttl,
-                negative_ttl: ttl.min(NEGATIVE_TTL_MAX),
-            })
+    pub fn new(config: CacheConfig) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(config.max_entries)
+            .expire_after(UntilStale)
             .build();
-        let stale = Cache::builder()
-            .max_capacity(max_entries)
-            .time_to_live(ttl + stale_if_error)
-            .build();
-        Self {
-            fresh,
-            stale,
-            stale_enabled: !(ttl + stale_if_error).is_zero(),
-        }
+        Self { entries, config }
     }
 
-    /// Fresh answers plus stale-if-error copies held now (approximate, as
-    /// moka's counts are).
-    pub fn entry_count(&self) -> u64 {
-        self.fresh.entry_count() + self.stale.entry_count()
+    /// The hot path: one map read, no allocation.
+    pub fn lookup(&self, key: &str, now: Instant) -> Found {
+        let Some(entry) = self.entries.get(key) else {
+            return Found::Miss(None);
+        };
+        if now < entry.fresh_until {
+            return Found::Fresh(entry);
+        }
+        if !entry.is_ok() || now >= entry.stale_until {
+            return Found::Miss(None);
+        }
+        if now < entry.revalidate_until {
+            return Found::Revalidate(entry);
+        }
+        if entry.failed_until.is_some_and(|t| now < t) {
+            return Found::RecentFailure(entry);
+        }
+        Found::Miss(Some(entry))
+    }
+
+    /// A fresh entry, if any (the first check of the hot path).
+    pub fn fresh(&self, key: &str, now: Instant) -> Option<Arc<Entry>> {
+        self.entries.get(key).filter(|e| now < e.fresh_until)
+    }
+
+    /// Applies the caching rules to a worker answer for `key`.
+    pub fn store(&self, key: &str, answer: Arc<Answer>, now: Instant) -> Stored {
+        let c = &self.config;
+        if answer.status == 200 && !answer.freshness.no_store {
+            let mut ttl = c.ttl;
+            if let Some(max_age) = answer.freshness.max_age {
+                ttl = ttl.min(Duration::from_secs(
+                    max_age.saturating_sub(answer.freshness.age),
+                ));
+            }
+            let fresh_until = now + ttl;
+            let entry = Arc::new(Entry {
+                age_at_store: answer.freshness.age,
+                answer,
+                stored_at: now,
+                fresh_until,
+                revalidate_until: fresh_until + c.stale_while_revalidate,
+                stale_until: fresh_until + c.stale_while_revalidate.max(c.stale_if_error),
+                failed_until: None,
+            });
+            self.entries.insert(key.to_owned(), entry.clone());
+            return Stored::Cached(entry);
+        }
+        if answer.is_definitive_negative() {
+            let mut ttl = c.negative_ttl;
+            if let Some(max_age) = answer.freshness.max_age {
+                ttl = ttl.min(Duration::from_secs(
+                    max_age.saturating_sub(answer.freshness.age),
+                ));
+            }
+            if ttl.is_zero() {
+                self.entries.invalidate(key);
+                return Stored::NotCached;
+            }
+            let fresh_until = now + ttl;
+            let entry = Arc::new(Entry {
+                age_at_store: answer.freshness.age,
+                answer,
+                stored_at: now,
+                fresh_until,
+                revalidate_until: fresh_until,
+                stale_until: fresh_until,
+                failed_until: None,
+            });
+            self.entries.insert(key.to_owned(), entry.clone());
+            return Stored::Cached(entry);
+        }
+        if answer.status == 200 {
+            // `no-store`: nothing older may be served for this key either.
+            self.entries.invalidate(key);
+            return Stored::NotCached;
+        }
+        if answer.is_failure() {
+            return self.stale_on_error(key, now);
+        }
+        Stored::NotCached
+    }
+
+    /// The worker failed for `key`: the stale `200`, if one is still within
+    /// stale-if-error, now remembered as failed.
+    pub fn stale_on_error(&self, key: &str, now: Instant) -> Stored {
+        let Some(old) = self.entries.get(key) else {
+            return Stored::NotCached;
+        };
+        if !old.is_ok() || now >= old.stale_until {
+            return Stored::NotCached;
+        }
+        let marked = Arc::new(Entry {
+            answer: old.answer.clone(),
+            stored_at: old.stored_at,
+            age_at_store: old.age_at_store,
+            fresh_until: old.fresh_until,
+            revalidate_until: old.revalidate_until,
+            stale_until: old.stale_until,
+            failed_until: Some(now + FAILURE_MEMORY),
+        });
+        self.entries.insert(key.to_owned(), marked.clone());
+        Stored::StaleOnError(marked)
+    }
+
+    /// A stale `200` that may stand in for an answer the edge refuses to
+    /// fetch right now (rate limit, overload).
+    pub fn stale_copy(&self, key: &str, now: Instant) -> Option<Arc<Entry>> {
+        self.entries
+            .get(key)
+            .filter(|e| e.is_ok() && now < e.stale_until)
+    }
+
+    /// Removes one key; returns how many entries went (0 or 1).
+    pub fn purge(&self, key: &str) -> u64 {
+        u64::from(self.entries.remove(key).is_some())
+    }
+
+    /// Removes everything; returns how many entries went.
+    pub fn purge_all(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        let n = self.entries.entry_count();
+        self.entries.invalidate_all();
+        self.entries.run_pending_tasks();
+        n
     }
 
     /// Applies pending evictions, then counts: what `/metrics` reports.
-    pub async fn settled_entry_count(&self) -> u64 {
-        self.fresh.run_pending_tasks().await;
-        self.stale.run_pending_tasks().await;
-        self.entry_count()
-    }
-
-    /// The hot path: a fresh answer, without allocating.
-    pub async fn get_fresh(&self, key: &str) -> Option<Arc<Answer>> {
-        self.fresh.get(key).await
-    }
-
-    /// Looks `key` up; on a miss runs `fetch` (once for all concurrent
-    /// callers) and applies the caching rules above.
-    pub async fn get_or_fetch<F>(&self, key: &str, fetch: F) -> Lookup
-    where
-        F: Future<Output = Answer>,
-    {
-        if let Some(answer) = self.fresh.get(key).await {
-            return Lookup::Cached {
-                answer,
-                result: CacheResult::Hit,
-                coalesced: false,
-            };
-        }
-        let mut ran = false;
-        let stale = &self.stale;
-        let stale_enabled = self.stale_enabled;
-        let result = self
-            .fresh
-            .try_get_with(key.to_owned(), async {
-                ran = true;
-                let answer = fetch.await;
-                if answer.status == 200 || answer.is_negative() {
-                    let answer = Arc::new(answer);
-                    if answer.status == 200 && stale_enabled {
-                        stale.insert(key.to_owned(), answer.clone()).await;
-                    }
-                    Ok(answer)
-                } else {
-                    Err(answer)
-                }
-            })
-            .await;
-        let coalesced = !ran;
-        match result {
-            Ok(answer) => Lookup::Cached {
-                answer,
-                result: CacheResult::Miss,
-                coalesced,
-            },
-            Err(failed) => {
-                if failed.is_failure()
-                    && stale_enabled
-                    && let Some(answer) = self.stale.get(key).await
-                {
-                    return Lookup::Cached {
-                        answer,
-                        result: CacheResult::Stale,
-                        coalesced,
-                    };
-                }
-                Lookup::Uncached {
-                    answer: failed,
-                    coalesced,
-                }
-            }
-        }
+    pub fn settled_entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use service_common::ErrorCode;
 
     use super::*;
+    use crate::answer::WorkerFreshness;
 
-    fn ok(body: &'static str) -> Answer {
-        Answer {
-            status: 200,
-            body: body.into(),
-            retry_after: None,
-            stored_at: Instant::now(),
-            error_code: None,
+    fn config() -> CacheConfig {
+        CacheConfig {
+            ttl: Duration::from_secs(30),
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(5),
+            max_entries: 100,
         }
     }
 
-    fn result(l: &Lookup) -> Option<CacheResult> {
-        match l {
-            Lookup::Cached { result, .. } => Some(*result),
-            Lookup::Uncached { .. } => None,
-        }
+    fn ok(body: &str, freshness: WorkerFreshness) -> Arc<Answer> {
+        Arc::new(Answer::from_worker(200, body.as_bytes(), None, freshness, "1").unwrap())
     }
 
-    #[tokio::test]
-    async fn miss_then_hit() {
-        let cache = AnswerCache::new(Duration::from_secs(30), Duration::from_secs(300), 100);
-        let l = cache.get_or_fetch("/parameters", async { ok("a") }).await;
-        assert_eq!(result(&l), Some(CacheResult::Miss));
-        let l = cache.get_or_fetch("/parameters", async { ok("b") }).await;
-        assert_eq!(result(&l), Some(CacheResult::Hit));
-        assert!(cache.get_fresh("/parameters").await.is_some());
+    fn worker_error(status: u16, code: &str) -> Arc<Answer> {
+        let body = format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
+        Arc::new(
+            Answer::from_worker(
+                status,
+                body.as_bytes(),
+                None,
+                WorkerFreshness::default(),
+                "1",
+            )
+            .unwrap(),
+        )
     }
 
-    #[tokio::test]
-    async fn concurrent_misses_make_one_call() {
-        let cache = AnswerCache::new(Duration::from_secs(30), Duration::from_secs(300), 100);
-        let calls = AtomicUsize::new(0);
-        let lookups = (0..20).map(|_| {
-            cache.get_or_fetch("/parameter/x", async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                ok("x")
-            })
-        });
-        let results = futures_join_all(lookups).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let coalesced = results
-            .iter()
-            .filter(|l| {
-                matches!(
-                    l,
-                    Lookup::Cached {
-                        coalesced: true,
-                        ..
-                    }
-                )
-            })
-            .count();
-        assert_eq!(coalesced, 19);
+    #[test]
+    fn an_entry_goes_fresh_then_revalidating_then_stale_on_error_only() {
+        let cache = AnswerCache::new(config());
+        let t0 = Instant::now();
+        assert!(matches!(
+            cache.store("/k", ok("{}", WorkerFreshness::default()), t0),
+            Stored::Cached(_)
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t0 + Duration::from_secs(29)),
+            Found::Fresh(_)
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t0 + Duration::from_secs(31)),
+            Found::Revalidate(_)
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t0 + Duration::from_secs(45)),
+            Found::Miss(Some(_))
+        ));
+        // A failure within stale-if-error: the stale copy, remembered a second.
+        let t1 = t0 + Duration::from_secs(45);
+        assert!(matches!(
+            cache.store("/k", worker_error(503, "aws_throttled"), t1),
+            Stored::StaleOnError(_)
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t1 + Duration::from_millis(500)),
+            Found::RecentFailure(_)
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t1 + Duration::from_millis(1500)),
+            Found::Miss(Some(_))
+        ));
+        assert!(matches!(
+            cache.lookup("/k", t0 + Duration::from_secs(331)),
+            Found::Miss(None)
+        ));
     }
 
-    #[tokio::test]
-    async fn failure_serves_stale_and_passes_other_answers_through() {
-        let cache = AnswerCache::new(Duration::from_millis(50), Duration::from_secs(300), 100);
-        cache.get_or_fetch("/parameters", async { ok("a") }).await;
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let l = cache
-            .get_or_fetch("/parameters", async {
-                Answer::error_default(ErrorCode::UpstreamUnavailable, "1")
-            })
-            .await;
-        assert_eq!(result(&l), Some(CacheResult::Stale));
-        // No stale copy for another key: the failure passes through.
-        let l = cache
-            .get_or_fetch("/parameter/y", async {
-                Answer::error_default(ErrorCode::UpstreamTimeout, "1")
-            })
-            .await;
-        assert!(matches!(l, Lookup::Uncached { ref answer, .. } if answer.status == 504));
-        // A 400 is never cached nor replaced by a stale copy.
-        let l = cache
-            .get_or_fetch("/parameters", async {
-                Answer::error_default(ErrorCode::SecureParameter, "1")
-            })
-            .await;
-        assert!(matches!(l, Lookup::Uncached { ref answer, .. } if answer.status == 403));
+    #[test]
+    fn a_definitive_negative_replaces_a_cached_200_for_good() {
+        let cache = AnswerCache::new(config());
+        let t0 = Instant::now();
+        cache.store("/k", ok(r#"{"value":"v"}"#, WorkerFreshness::default()), t0);
+        let t1 = t0 + Duration::from_secs(31);
+        assert!(matches!(
+            cache.store("/k", worker_error(404, "parameter_not_found"), t1),
+            Stored::Cached(_)
+        ));
+        assert!(matches!(cache.lookup("/k", t1), Found::Fresh(e) if e.answer.status == 404));
+        // After the negative expires, a failure finds no 200 to serve.
+        let t2 = t1 + Duration::from_secs(6);
+        assert!(matches!(cache.lookup("/k", t2), Found::Miss(None)));
+        assert!(matches!(
+            cache.store("/k", worker_error(504, "aws_timeout"), t2),
+            Stored::NotCached
+        ));
+        // The same for a parameter turned into a SecureString.
+        cache.store("/s", ok(r#"{"value":"v"}"#, WorkerFreshness::default()), t0);
+        cache.store("/s", worker_error(403, "secure_parameter"), t1);
+        assert!(matches!(
+            cache.store("/s", worker_error(502, "aws_error"), t2),
+            Stored::NotCached
+        ));
     }
 
-    #[tokio::test]
-    async fn negative_answers_are_cached_briefly() {
-        let cache = AnswerCache::new(Duration::from_secs(30), Duration::from_secs(300), 100);
-        let nf = || async { Answer::error_default(ErrorCode::ParameterNotFound, "1") };
-        let l = cache.get_or_fetch("/parameter/nope", nf()).await;
-        assert_eq!(result(&l), Some(CacheResult::Miss));
-        let l = cache.get_or_fetch("/parameter/nope", nf()).await;
-        assert_eq!(result(&l), Some(CacheResult::Hit));
+    #[test]
+    fn the_workers_age_shortens_freshness() {
+        let cache = AnswerCache::new(config());
+        let t0 = Instant::now();
+        let f = WorkerFreshness {
+            no_store: false,
+            max_age: Some(30),
+            age: 25,
+        };
+        let Stored::Cached(e) = cache.store("/k", ok("{}", f), t0) else {
+            panic!("not cached")
+        };
+        assert_eq!(e.fresh_for(t0), 5);
+        assert_eq!(e.age(t0 + Duration::from_secs(3)), 28);
+        assert!(matches!(
+            cache.lookup("/k", t0 + Duration::from_secs(6)),
+            Found::Revalidate(_)
+        ));
     }
 
-    async fn futures_join_all<F: Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-        let mut set = Vec::new();
-        for f in fs {
-            set.push(f);
-        }
-        // Poll all futures concurrently on this task.
-        let mut pinned: Vec<_> = set.into_iter().map(Box::pin).collect();
-        let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (i, f) in pinned.iter_mut().enumerate() {
-                if out[i].is_none() {
-                    match f.as_mut().poll(cx) {
-                        std::task::Poll::Ready(v) => out[i] = Some(v),
-                        std::task::Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        out.into_iter().flatten().collect()
+    #[test]
+    fn no_store_answers_are_not_kept_and_evict_older_ones() {
+        let cache = AnswerCache::new(config());
+        let t0 = Instant::now();
+        cache.store("/k", ok("{}", WorkerFreshness::default()), t0);
+        let secret = ok(
+            r#"{"value":"x","type":"SecureString"}"#,
+            WorkerFreshness::default(),
+        );
+        assert!(matches!(cache.store("/k", secret, t0), Stored::NotCached));
+        assert!(matches!(cache.lookup("/k", t0), Found::Miss(None)));
+        let bad = Arc::new(Answer::error_default(ErrorCode::InvalidParameterName, "1"));
+        assert!(matches!(cache.store("/k", bad, t0), Stored::NotCached));
+    }
+
+    #[test]
+    fn purge() {
+        let cache = AnswerCache::new(config());
+        let t0 = Instant::now();
+        cache.store("/a", ok("{}", WorkerFreshness::default()), t0);
+        cache.store("/b", ok("{}", WorkerFreshness::default()), t0);
+        assert_eq!(cache.purge("/a"), 1);
+        assert_eq!(cache.purge("/a"), 0);
+        assert_eq!(cache.purge_all(), 1);
+        assert!(matches!(cache.lookup("/b", t0), Found::Miss(None)));
     }
 }

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use edge::{Config, ConfigOutcome, EXIT_CONFIG};
 use service_common::telemetry;
 
+/// mimalloc: many small, short-lived allocations per request, and the
+/// static musl binary the images ship would otherwise use musl's much slower
+/// allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::try_from_args(std::env::args_os()) {
         Ok(c) => c,
@@ -13,15 +19,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(ConfigOutcome::Invalid(errors)) => {
-            eprint!("edge: {errors}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            eprintln!("edge: {errors}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     if config.check_only {
         eprintln!("edge: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let _logs = telemetry::init(config.log_format, &config.rust_log);
+    let _logs = telemetry::init("edge", config.log_format, &config.rust_log);
     match edge::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

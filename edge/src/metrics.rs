@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
+use service_common::labels::CLIENT_CLOSED;
 
 /// Buckets for request and upstream durations, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -38,9 +39,15 @@ impl UpstreamOutcome {
 /// header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheResult {
+    /// Fresh in the cache.
     Hit,
+    /// Fetched from the worker and stored.
     Miss,
+    /// Served past its freshness: while being refreshed, or in place of a
+    /// worker failure (or of a request the edge refused to send).
     Stale,
+    /// Never cached: errors, `/s3-buckets`, `no-store` answers.
+    Bypass,
 }
 
 impl CacheResult {
@@ -49,6 +56,7 @@ impl CacheResult {
             CacheResult::Hit => "hit",
             CacheResult::Miss => "miss",
             CacheResult::Stale => "stale",
+            CacheResult::Bypass => "bypass",
         }
     }
 
@@ -57,6 +65,7 @@ impl CacheResult {
             CacheResult::Hit => "HIT",
             CacheResult::Miss => "MISS",
             CacheResult::Stale => "STALE",
+            CacheResult::Bypass => "BYPASS",
         }
     }
 }
@@ -67,9 +76,21 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
+    pub upstream_retries: IntCounterVec,
+    pub upstream_keyed_fallbacks: IntCounter,
+    pub upstream_ejections: IntCounter,
+    pub upstream_ejected: IntGauge,
     pub cache_lookups: IntCounterVec,
     pub cache_coalesced_waits: IntCounterVec,
+    pub cache_refreshes: IntCounter,
+    pub cache_purges: IntCounterVec,
     pub cache_entries: IntGauge,
+    pub rate_limited: IntCounterVec,
+    pub overloaded: IntCounterVec,
+    pub client_connections: IntGauge,
+    pub client_connections_rejected: IntCounter,
+    pub client_header_timeouts: IntCounter,
+    pub tls_certificate_expiry: IntGauge,
     pub build_info: IntGaugeVec,
     pub ready: IntGauge,
     hot: Hot,
@@ -84,8 +105,13 @@ const ROUTES: [&str; 4] = [
 ];
 const CACHED: [&str; 2] = ["/parameters", "/parameter/{name}"];
 const HOT_METHODS: [&str; 2] = ["GET", "HEAD"];
-const HOT_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
-const CACHE_RESULTS: [CacheResult; 3] = [CacheResult::Hit, CacheResult::Miss, CacheResult::Stale];
+const HOT_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", CLIENT_CLOSED];
+const CACHE_RESULTS: [CacheResult; 4] = [
+    CacheResult::Hit,
+    CacheResult::Miss,
+    CacheResult::Stale,
+    CacheResult::Bypass,
+];
 
 /// Handles on the series every request touches, taken once.
 #[derive(Debug, Default)]
@@ -113,10 +139,14 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     c
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
         IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()),
     )
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric()))
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -144,9 +174,9 @@ fn unreachable_metric<T>() -> T {
 impl Metrics {
     fn register() -> Self {
         let mut m = Metrics {
-            requests: counter(
+            requests: counter_vec(
                 "edge_http_requests_total",
-                "Requests answered, by route template, method and status class.",
+                "Requests answered, by route template, method and status class (client_closed: the client left before its answer).",
                 &["route", "method", "status_class"],
             ),
             request_duration: histogram(
@@ -154,27 +184,76 @@ impl Metrics {
                 "Time from request head to response end.",
                 &["route", "method"],
             ),
-            upstream_requests: counter(
+            upstream_requests: counter_vec(
                 "edge_upstream_requests_total",
                 "Requests sent to the auxiliary service, by outcome (ok is any HTTP answer).",
                 &["route", "outcome"],
             ),
             upstream_duration: histogram(
                 "edge_upstream_duration_seconds",
-                "Round trip to the auxiliary service.",
+                "Round trip to the auxiliary service, retries included.",
                 &["route"],
             ),
-            cache_lookups: counter(
+            upstream_retries: counter_vec(
+                "edge_upstream_retries_total",
+                "Worker requests retried on another address because nothing reached the first one.",
+                &["route"],
+            ),
+            upstream_keyed_fallbacks: counter(
+                "edge_upstream_keyed_fallbacks_total",
+                "Parameter misses sent to another worker than the key's own (it was ejected or failed).",
+            ),
+            upstream_ejections: counter(
+                "edge_upstream_ejections_total",
+                "Worker addresses ejected after refusing, timing out or resetting.",
+            ),
+            upstream_ejected: gauge(
+                "edge_upstream_ejected_addresses",
+                "Worker addresses being skipped now.",
+            ),
+            cache_lookups: counter_vec(
                 "edge_cache_lookups_total",
-                "Cacheable requests by result: hit, miss, stale.",
+                "Cacheable requests by result: hit, miss, stale, bypass.",
                 &["route", "result"],
             ),
-            cache_coalesced_waits: counter(
+            cache_coalesced_waits: counter_vec(
                 "edge_cache_coalesced_waits_total",
                 "Requests that waited for another request's worker call instead of making their own.",
                 &["route"],
             ),
+            cache_refreshes: counter(
+                "edge_cache_background_refreshes_total",
+                "Background refreshes started for answers served stale-while-revalidate.",
+            ),
+            cache_purges: counter_vec(
+                "edge_cache_purges_total",
+                "Purges through the admin port, by scope (key, all).",
+                &["scope"],
+            ),
             cache_entries: gauge("edge_cache_entries", "Entries in the cache."),
+            rate_limited: counter_vec(
+                "edge_rate_limited_requests_total",
+                "Misses refused (429 rate_limited, or a stale answer) because the client exceeded CLIENT_MISS_RATE_PER_SECOND.",
+                &["route"],
+            ),
+            overloaded: counter_vec(
+                "edge_upstream_overloaded_requests_total",
+                "Misses refused (503 overloaded, or a stale answer) because UPSTREAM_MAX_IN_FLIGHT worker calls were in flight.",
+                &["route"],
+            ),
+            client_connections: gauge("edge_client_connections", "Client connections open now."),
+            client_connections_rejected: counter(
+                "edge_client_connections_rejected_total",
+                "Client connections closed at once because MAX_CONNECTIONS were open.",
+            ),
+            client_header_timeouts: counter(
+                "edge_client_header_timeouts_total",
+                "Connections closed because a request head (or TLS handshake) was not complete within HEADER_READ_TIMEOUT_SECONDS.",
+            ),
+            tls_certificate_expiry: gauge(
+                "edge_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the TLS certificate being served, as Unix time (0 while none is loaded).",
+            ),
             build_info: register(
                 IntGaugeVec::new(
                     Opts::new("edge_build_info", "Always 1; the running SERVICE_VERSION."),
@@ -184,10 +263,15 @@ impl Metrics {
             ),
             ready: gauge(
                 "edge_ready",
-                "1 while /readyz answers 200, 0 while draining.",
+                "1 while /readyz answers 200, 0 while draining or waiting for the TLS certificate.",
             ),
             hot: Hot::default(),
         };
+        if let Err(error) =
+            service_common::admin::register_common_metrics(prometheus::default_registry(), "edge")
+        {
+            tracing::error!(%error, "process metrics registration failed");
+        }
         m.ready.set(1);
         m.preset();
         m
@@ -218,6 +302,9 @@ impl Metrics {
                         .with_label_values(&[route, outcome.as_str()]);
                 }
                 self.upstream_duration.with_label_values(&[route]);
+                self.upstream_retries.with_label_values(&[route]);
+                self.rate_limited.with_label_values(&[route]);
+                self.overloaded.with_label_values(&[route]);
             }
         }
         for route in CACHED {
@@ -228,6 +315,9 @@ impl Metrics {
                 );
             }
             self.cache_coalesced_waits.with_label_values(&[route]);
+        }
+        for scope in ["key", "all"] {
+            self.cache_purges.with_label_values(&[scope]);
         }
     }
 
@@ -287,9 +377,8 @@ mod tests {
     fn all_metrics_register_and_encode() {
         let m = metrics();
         m.set_version("1.2.3");
-        m.requests
-            .with_label_values(&["/parameters", "GET", "2xx"])
-            .inc();
+        m.observe_request("/parameters", "GET", "2xx", 0.001);
+        m.observe_request("/parameters", "GET", CLIENT_CLOSED, 0.001);
         m.observe_cache("/parameters", CacheResult::Hit);
         m.observe_upstream("/parameters", UpstreamOutcome::Timeout, 0.1);
         let names: Vec<String> = prometheus::gather()
@@ -300,8 +389,18 @@ mod tests {
             "edge_http_requests_total",
             "edge_upstream_requests_total",
             "edge_upstream_duration_seconds",
+            "edge_upstream_retries_total",
+            "edge_upstream_keyed_fallbacks_total",
+            "edge_upstream_ejected_addresses",
             "edge_cache_lookups_total",
             "edge_cache_entries",
+            "edge_cache_purges_total",
+            "edge_rate_limited_requests_total",
+            "edge_client_connections",
+            "edge_client_connections_rejected_total",
+            "edge_tls_certificate_expiry_timestamp_seconds",
+            "edge_log_lines_dropped_total",
+            "process_resident_memory_bytes",
             "edge_build_info",
             "edge_ready",
         ] {

@@ -1,6 +1,6 @@
-//! Wiring: one Pingora [`Server`] with three services — the public proxy
-//! (plain and TLS listeners), the admin listener, and the worker address
-//! resolver — and the drain-first shutdown watch.
+//! Wiring: one Pingora [`Server`] with the public service (plain and TLS
+//! listeners, served by [`EdgeServer`]), the admin service, the worker
+//! address resolver, the certificate watch, and the drain-first shutdown.
 //!
 //! Pingora binds its listeners itself from addresses, so listeners cannot be
 //! injected; tests pick free ports by binding `127.0.0.1:0` and releasing them,
@@ -8,20 +8,24 @@
 
 use std::sync::Arc;
 
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use service_common::admin::Readiness;
+use tokio::sync::watch;
 
-use crate::admin::{AdminApp, Readiness};
+use crate::admin::AdminApp;
+use crate::app::EdgeApp;
 use crate::cache::AnswerCache;
 use crate::config::Config;
+use crate::conn::{ConnSettings, EdgeServer, TlsListener};
+use crate::limits::ConnectionCap;
 use crate::metrics::metrics;
-use crate::proxy::EdgeApp;
 use crate::shutdown::{DrainWatch, grace_periods};
-use crate::tls::{ReloadingResolver, TlsFileError};
+use crate::tls::{CertificateWatch, ReloadingResolver, TlsFileError, WAITING_REASON};
 use crate::upstream::{Resolver, Upstream};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,8 @@ fn check_bindable(addrs: &[std::net::SocketAddr]) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Worker threads for the public service: one per core.
+/// Worker threads for the public service: one per core available to the
+/// process (its CPU quota or affinity included).
 fn proxy_threads() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
@@ -60,11 +65,15 @@ pub fn run(config: Config) -> Result<(), RunError> {
     check_bindable(&addrs)?;
     let m = metrics();
     m.set_version(&config.service_version);
-    let readiness = Readiness::new();
+    let readiness = Arc::new(Readiness::new());
 
-    let (grace, runtime_timeout) = grace_periods(config.shutdown_timeout, config.upstream_timeout);
+    let (grace, runtime_timeout) = grace_periods(config.shutdown_timeout, config.upstream.timeout);
     let conf = ServerConf {
         threads: proxy_threads(),
+        // One single-threaded runtime per core: a connection stays on the
+        // thread that accepted it, which is cheaper than work stealing for
+        // short requests.
+        work_stealing: false,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(runtime_timeout),
         ..ServerConf::default()
@@ -72,39 +81,60 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let upstream = Arc::new(Upstream::new(
-        config.upstream.clone(),
-        config.upstream_connect_timeout,
-        config.upstream_timeout,
-    ));
-    let cache = AnswerCache::new(
-        config.cache_ttl,
-        config.cache_stale_if_error,
-        config.cache_max_entries,
-    );
-    let keepalive = config.keepalive_timeout.as_secs().max(1);
-    let app = EdgeApp::new(
-        upstream.clone(),
-        cache.clone(),
-        &config.service_version,
-        keepalive,
-    );
+    let upstream = Arc::new(Upstream::new(config.upstream.clone()));
+    let cache = AnswerCache::new(config.cache);
+    let app = Arc::new(EdgeApp::new(&config, upstream.clone(), cache.clone()));
+    let (draining_tx, draining_rx) = watch::channel(false);
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "edge");
-    if let Some(logic) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = Some(config.keepalive_timeout);
-        logic.server_options = Some(options);
-    }
-    proxy.add_tcp(&config.listen_addr.to_string());
+    let mut tls_listener = None;
+    let mut certificate_watch = None;
     if let Some(tls) = &config.tls {
-        let resolver = ReloadingResolver::new(tls.cert_file.clone(), tls.key_file.clone())?;
+        let resolver = Arc::new(ReloadingResolver::new(
+            tls.cert_file.clone(),
+            tls.key_file.clone(),
+        )?);
+        if !resolver.is_loaded() {
+            readiness.set_waiting(Some(WAITING_REASON));
+        }
         let mut settings =
             TlsSettings::intermediate("", "").map_err(|e| RunError::TlsSettings(e.to_string()))?;
-        settings.set_cert_resolver(Arc::new(resolver));
+        settings.set_cert_resolver(resolver.clone());
         settings.enable_h2();
-        proxy.add_tls_with_settings(&tls.listen_addr.to_string(), None, settings);
+        tls_listener = Some(TlsListener {
+            port: tls.listen_addr.port(),
+            acceptor: settings.build(),
+            hsts: tls.hsts.as_deref().map(Arc::from),
+        });
+        certificate_watch = Some(CertificateWatch {
+            resolver,
+            readiness: readiness.clone(),
+        });
+    }
+
+    let settings = ConnSettings {
+        header_read_timeout: config.client.header_read_timeout,
+        keepalive_timeout: config.client.keepalive_timeout,
+    };
+    let edge = EdgeServer::new(
+        app,
+        ConnectionCap::new(config.client.max_connections),
+        tls_listener,
+        settings,
+        draining_rx,
+    );
+    let mut public = Service::new("edge".to_owned(), edge);
+    // No L4 buffering: requests are read into the connection's own small
+    // buffer, and TLS (rustls) buffers records itself.
+    public.add_listener(
+        ListenerConfig::tcp(config.listen_addr.to_string())
+            .l4_buffer(L4BufferSettings::unbuffered()),
+    );
+    if let Some(tls) = &config.tls {
+        // The TLS handshake is made by `EdgeServer`, within the header deadline.
+        public.add_listener(
+            ListenerConfig::tcp(tls.listen_addr.to_string())
+                .l4_buffer(L4BufferSettings::unbuffered()),
+        );
     }
 
     let mut admin = Service::new(
@@ -114,18 +144,21 @@ pub fn run(config: Config) -> Result<(), RunError> {
     admin.add_tcp(&config.admin_addr.to_string());
     admin.threads = Some(1);
 
-    server.add_service(proxy);
+    server.add_service(public);
     server.add_service(admin);
     server.add_service(background_service(
         "worker address resolver",
         Resolver(upstream),
     ));
+    if let Some(watch) = certificate_watch {
+        server.add_service(background_service("TLS certificate watch", watch));
+    }
 
     tracing::info!(
         listen = %config.listen_addr,
         tls = ?config.tls.as_ref().map(|t| t.listen_addr),
         admin = %config.admin_addr,
-        upstream = %config.upstream.authority(),
+        upstream = %config.upstream.target.authority(),
         version = %config.service_version,
         grace_period_seconds = grace,
         "edge starting"
@@ -134,6 +167,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         shutdown_signal: Box::new(DrainWatch {
             readiness,
             drain: config.shutdown_drain,
+            draining: draining_tx,
         }),
     });
     tracing::info!("edge stopped");

@@ -6,7 +6,9 @@
 //! 1. on SIGTERM (or SIGQUIT, since listener hand-off means nothing in a
 //!    pod) marks the instance not ready: `/readyz` answers `503` and
 //!    `edge_ready` is 0, while every listener keeps serving, for
-//!    `SHUTDOWN_DRAIN_SECONDS`;
+//!    `SHUTDOWN_DRAIN_SECONDS`. From that moment HTTP/1 answers carry
+//!    `Connection: close` and HTTP/2 connections get a GOAWAY, so keep-alive
+//!    clients move to another instance before the listeners close;
 //! 2. then asks Pingora for a graceful terminate: listeners close, idle
 //!    keep-alive connections close, in-flight requests complete during the
 //!    grace period, and the process exits 0.
@@ -19,14 +21,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use service_common::admin::Readiness;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
-use crate::admin::Readiness;
+use crate::metrics::metrics;
 
 #[derive(Debug)]
 pub struct DrainWatch {
     pub readiness: Arc<Readiness>,
     pub drain: Duration,
+    /// Set to `true` when the drain starts (connections read it).
+    pub draining: watch::Sender<bool>,
 }
 
 #[async_trait]
@@ -49,6 +55,8 @@ impl ShutdownSignalWatch for DrainWatch {
             _ = quit.recv() => tracing::info!(drain_seconds = self.drain.as_secs_f64(), "SIGQUIT: draining"),
         }
         self.readiness.start_draining();
+        metrics().ready.set(0);
+        let _ = self.draining.send(true);
         tokio::select! {
             _ = tokio::time::sleep(self.drain) => {
                 tracing::info!("drain over: closing listeners, finishing in-flight requests");

@@ -2,9 +2,21 @@
 //! when the certificate or key changes on disk and serves the new pair to new
 //! connections, without a restart.
 //!
-//! The files are checked at most once a second, on a handshake; a pair that
-//! does not load (half-written, key not matching) is ignored and the previous
-//! one kept until a valid pair appears.
+//! The files are checked at most once a second (on a handshake, and by the
+//! background [`CertificateWatch`]); a pair that does not load (half-written,
+//! key not matching) is ignored and the previous one kept until a valid pair
+//! appears.
+//!
+//! **A late certificate.** The files may not exist yet when the edge starts
+//! (a cert-manager Secret issued after the pod was scheduled, mounted with
+//! `optional: true`). The edge then starts anyway: plain HTTP serves, the
+//! HTTPS listener refuses handshakes, `/readyz` answers `503` with the reason
+//! `waiting for TLS certificate`, and a warning names the files every
+//! [`WAITING_LOG_EVERY`] until they load. Files that exist but do not load
+//! at start are a configuration error (exit 64).
+//!
+//! The leaf certificate's expiry is exported as
+//! `edge_tls_certificate_expiry_timestamp_seconds`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,6 +31,10 @@ use rustls::sign::CertifiedKey;
 
 /// How often, at most, the files are looked at.
 const CHECK_INTERVAL_MS: u64 = 1000;
+/// How often the wait for missing files is logged.
+pub const WAITING_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// What `/readyz` says while the files are missing.
+pub const WAITING_REASON: &str = "waiting for TLS certificate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
@@ -98,11 +114,25 @@ impl Stamp {
     }
 }
 
-/// A [`ResolvesServerCert`] that reloads the pair when the files change.
+/// The leaf certificate's `notAfter`, as Unix seconds.
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+fn publish_expiry(key: &CertifiedKey) {
+    if let Some(t) = not_after(key) {
+        crate::metrics::metrics().tls_certificate_expiry.set(t);
+    }
+}
+
+/// A [`ResolvesServerCert`] that reloads the pair when the files change;
+/// holds no pair until the files first load.
 pub struct ReloadingResolver {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<(Stamp, Arc<CertifiedKey>)>,
+    current: RwLock<(Stamp, Option<Arc<CertifiedKey>>)>,
     started: Instant,
     next_check_ms: AtomicU64,
 }
@@ -117,16 +147,33 @@ impl fmt::Debug for ReloadingResolver {
 }
 
 impl ReloadingResolver {
+    /// Loads the pair if the files are there; a missing file is not an error
+    /// (see the module docs), a broken one is.
     pub fn new(cert_path: PathBuf, key_path: PathBuf) -> Result<Self, TlsFileError> {
         let stamp = Stamp::of(&cert_path, &key_path);
-        let key = load_certified_key(&cert_path, &key_path)?;
+        let key = if stamp.cert.is_none() && stamp.key.is_none() {
+            None
+        } else {
+            let key = load_certified_key(&cert_path, &key_path)?;
+            publish_expiry(&key);
+            Some(Arc::new(key))
+        };
         Ok(Self {
             cert_path,
             key_path,
-            current: RwLock::new((stamp, Arc::new(key))),
+            current: RwLock::new((stamp, key)),
             started: Instant::now(),
             next_check_ms: AtomicU64::new(CHECK_INTERVAL_MS),
         })
+    }
+
+    /// Whether a pair is loaded (handshakes can succeed).
+    pub fn is_loaded(&self) -> bool {
+        self.current().is_some()
+    }
+
+    pub fn paths(&self) -> (&Path, &Path) {
+        (&self.cert_path, &self.key_path)
     }
 
     /// Reloads the pair if the files changed since the last load. Returns
@@ -143,14 +190,24 @@ impl ReloadingResolver {
         }
         match load_certified_key(&self.cert_path, &self.key_path) {
             Ok(key) => {
+                publish_expiry(&key);
                 if let Ok(mut guard) = self.current.write() {
-                    *guard = (stamp, Arc::new(key));
-                    tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
+                    let first = guard.1.is_none();
+                    *guard = (stamp, Some(Arc::new(key)));
+                    if first {
+                        tracing::info!(cert = %self.cert_path.display(), "TLS certificate loaded; HTTPS is serving");
+                    } else {
+                        tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
+                    }
                     return true;
                 }
                 false
             }
             Err(error) => {
+                if let Ok(mut guard) = self.current.write() {
+                    // Not again until the files change once more.
+                    guard.0 = stamp;
+                }
                 tracing::warn!(%error, "TLS files changed but do not load; keeping the previous certificate");
                 false
             }
@@ -176,7 +233,7 @@ impl ReloadingResolver {
     }
 
     fn current(&self) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|guard| guard.1.clone())
+        self.current.read().ok().and_then(|guard| guard.1.clone())
     }
 }
 
@@ -184,6 +241,42 @@ impl ResolvesServerCert for ReloadingResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.maybe_refresh();
         self.current()
+    }
+}
+
+/// Checks the files every second: loads a late or rotated pair, and keeps
+/// `/readyz` failing (with [`WAITING_REASON`]) while none is loaded.
+#[derive(Debug)]
+pub struct CertificateWatch {
+    pub resolver: Arc<ReloadingResolver>,
+    pub readiness: Arc<service_common::admin::Readiness>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for CertificateWatch {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            self.resolver.refresh();
+            if self.resolver.is_loaded() {
+                self.readiness.set_waiting(None);
+            } else {
+                self.readiness.set_waiting(Some(WAITING_REASON));
+                if last_warning.is_none_or(|t| t.elapsed() >= WAITING_LOG_EVERY) {
+                    let (cert, key) = self.resolver.paths();
+                    tracing::warn!(
+                        cert = %cert.display(),
+                        key = %key.display(),
+                        "waiting for the TLS certificate files; /readyz answers 503 and HTTPS refuses handshakes until they load"
+                    );
+                    last_warning = Some(Instant::now());
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(CHECK_INTERVAL_MS)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 
@@ -222,6 +315,21 @@ mod tests {
         std::fs::write(&key, "garbage").unwrap();
         assert!(!resolver.refresh());
         assert_eq!(resolver.current().unwrap().cert[0].as_ref(), &der2[..]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn missing_files_are_waited_for_and_picked_up() {
+        let dir = tempdir("late");
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        let resolver = ReloadingResolver::new(cert.clone(), key.clone()).unwrap();
+        assert!(!resolver.is_loaded());
+        assert!(!resolver.refresh());
+        let (_, _, der) = write_pair(&dir, "late.test");
+        assert!(resolver.refresh());
+        assert_eq!(resolver.current().unwrap().cert[0].as_ref(), &der[..]);
+        let expiry = not_after(&resolver.current().unwrap()).unwrap();
+        assert!(expiry > 1_700_000_000, "{expiry}");
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -39,7 +39,13 @@ async fn every_route_answers_with_both_versions_and_caches_parameters() {
             .iter()
             .any(|b| b == "kantox-challenge-dev-bucket")
     );
-    assert_eq!(res.header("x-cache"), None, "/s3-buckets is not cached");
+    assert_eq!(
+        res.header("x-cache"),
+        Some("BYPASS"),
+        "/s3-buckets is never cached"
+    );
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    assert_eq!(res.header("etag"), None);
     assert_eq!(
         res.header("content-length"),
         Some(res.body.len().to_string().as_str())
@@ -67,6 +73,17 @@ async fn every_route_answers_with_both_versions_and_caches_parameters() {
 
     let res = get(edge.http, "/parameter/param1").await;
     assert_eq!(res.status, 200);
+    // Fresh for what is left of the worker's own freshness (max-age minus Age).
+    let max_age: u64 = res
+        .header("cache-control")
+        .and_then(|v| v.strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cache-control: {:?}", res.header("cache-control")));
+    assert!((28..=30).contains(&max_age), "{max_age}");
+    assert!(
+        res.header("etag")
+            .is_some_and(|t| t.starts_with('"') && t.len() == 18)
+    );
     let body = res.json();
     assert_eq!(body["name"], "/kantox-challenge/dev/param1");
     assert_eq!(body["value"], "value1");
@@ -212,6 +229,14 @@ async fn errors_are_json_with_the_version_and_invalid_names_never_reach_the_work
 async fn request_id_and_traceparent_are_returned_and_each_request_is_logged_once() {
     let (_worker, edge) = stack(&[("LOG_FORMAT", "json")]).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Without trace context, the edge starts a trace.
+    let res = get(edge.http, "/nope").await;
+    let started = res.header("traceparent").expect("a traceparent is started");
+    assert!(
+        service_common::TraceParent::parse(started.as_bytes()).is_some(),
+        "{started}"
+    );
+    assert_ne!(started, tp);
     let res = send(
         edge.http,
         "GET",
@@ -225,6 +250,7 @@ async fn request_id_and_traceparent_are_returned_and_each_request_is_logged_once
     // Without one, an id is generated.
     let res = get(edge.http, "/s3-buckets").await;
     assert_eq!(res.header("x-request-id").map(str::len), Some(36));
+    let generated = res.header("x-request-id").unwrap().to_owned();
     // One JSON access-log line per request, with fields.
     let mut access = Vec::new();
     for _ in 0..40 {
@@ -232,20 +258,30 @@ async fn request_id_and_traceparent_are_returned_and_each_request_is_logged_once
             .logs()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"] == "edge::access")
+            .filter(|v| v["target"] == "access")
             .collect::<Vec<_>>();
-        if access.len() >= 2 {
+        if access.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(access.len(), 2, "{}", edge.logs());
-    let line = &access[0];
+    assert_eq!(access.len(), 3, "{}", edge.logs());
+    assert_eq!(access[0]["status"], 404);
+    assert_eq!(access[0]["trace_id"], &started[3..35]);
+    let line = &access[1];
+    assert_eq!(line["service"], "edge");
     assert_eq!(line["request_id"], "req-42");
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(line["route"], "/s3-buckets");
+    assert_eq!(line["path"], "/s3-buckets");
     assert_eq!(line["method"], "GET");
     assert_eq!(line["status"], 200);
+    assert_eq!(line["cache"], "BYPASS");
+    assert_eq!(line["http_version"], "HTTP/1.1");
+    assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(line["duration_ms"].as_f64().is_some());
+    assert!(line["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(access[2]["request_id"], generated.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

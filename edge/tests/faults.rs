@@ -162,6 +162,7 @@ async fn stale_if_error_with_the_worker_stopped_then_503_when_the_window_ends() 
         &worker.base_url(),
         &[
             ("CACHE_TTL_SECONDS", "1"),
+            ("CACHE_STALE_WHILE_REVALIDATE_SECONDS", "0"),
             ("CACHE_STALE_IF_ERROR_SECONDS", "2"),
         ],
     )
