@@ -1,6 +1,12 @@
 //! The `aux-worker` binary as operators run it: `--help`, exit codes on bad
 //! configuration, and SIGTERM with requests in flight.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+// Tests print the figures they measure.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -17,6 +23,9 @@ const VARIABLES: &[&str] = &[
     "SERVICE_VERSION",
     "PARAMETER_PREFIX",
     "EXPOSE_SECURE_PARAMETERS",
+    "S3_BUCKET_PREFIX",
+    "CACHE_TTL_SECONDS",
+    "CACHE_MAX_ENTRIES",
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
     "AWS_CALL_TIMEOUT_SECONDS",
@@ -188,4 +197,67 @@ async fn sigterm_drains_then_exits_zero_with_requests_completed() {
         signalled.elapsed() < Duration::from_secs(10),
         "exit well inside the grace period"
     );
+}
+
+#[tokio::test]
+async fn a_log_pipe_nobody_reads_does_not_stop_the_worker() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let moto = Moto::shared();
+    let (api_port, admin_port) = (free_port(), free_port());
+    // stderr is a pipe this test never reads: once it and the log queue are
+    // full, lines must be dropped, not wait.
+    let _child = tokio::process::Command::new(BIN)
+        .envs(moto.worker_env())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{api_port}"))
+        .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("PARAMETER_PREFIX", "/kantox-challenge/dev")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    wait_ready(admin).await;
+    let stream = tokio::net::TcpStream::connect(api).await.unwrap();
+    let mut r = BufReader::new(stream);
+    let n = 25_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        r.get_mut()
+            .write_all(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        // Status line, headers, then the body by its length.
+        let mut len = 0usize;
+        let answered = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                r.read_line(&mut line).await.unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body).await.unwrap();
+        })
+        .await;
+        assert!(answered.is_ok(), "answered while nobody reads the logs");
+    }
+    let took = start.elapsed();
+    let metrics = String::from_utf8(get(admin, "/metrics").await.body.to_vec()).unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("aux_log_lines_dropped_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no aux_log_lines_dropped_total:\n{metrics}"));
+    println!("{n} requests in {took:?} with stderr unread: {dropped} log lines dropped");
+    assert!(dropped > 0.0);
 }

@@ -326,8 +326,15 @@ impl EdgeApp {
         request_id: &RequestId,
         trace: &TraceParent,
     ) -> Forwarded {
+        // `tracestate` means nothing without the `traceparent` it came with.
+        let received = req
+            .headers
+            .get(trace::TRACEPARENT)
+            .and_then(TraceParent::parse)
+            .is_some();
         let propagated = trace::PROPAGATED
             .iter()
+            .filter(|name| received || **name != trace::TRACESTATE)
             .filter_map(|name| {
                 let v = req.headers.get(name)?;
                 trace::propagatable(v).then(|| (*name, Bytes::copy_from_slice(v)))

@@ -63,33 +63,62 @@ async fn concurrent_first_requests_make_exactly_one_worker_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn correlation_headers_reach_the_worker() {
+async fn correlation_and_trace_headers_reach_the_worker_unchanged() {
     let worker = StandIn::start(|_| Reply::json(200, r#"{"buckets":[]}"#)).await;
     let edge = Edge::start(&worker.url(), &[]).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let res = send(
-        edge.http,
-        "GET",
-        "/api/s3-buckets?ignored=1",
-        &[("x-request-id", "fwd-7"), ("traceparent", tp)],
-    )
-    .await;
+    let trace = [
+        ("traceparent", tp),
+        ("tracestate", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        (
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+        ),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "1"),
+    ];
+    let mut headers = vec![("x-request-id", "fwd-7")];
+    headers.extend_from_slice(&trace);
+    let res = send(edge.http, "GET", "/api/s3-buckets?ignored=1", &headers).await;
     assert_eq!(res.status, 200);
+    assert_eq!(res.header("traceparent"), Some(tp));
     let heads = worker.heads();
     assert_eq!(heads.len(), 1);
     let head = heads[0].to_ascii_lowercase();
     assert!(head.starts_with("get /s3-buckets http/1.1"), "{head}");
-    assert!(head.contains("x-request-id: fwd-7"), "{head}");
-    assert!(head.contains(&format!("traceparent: {tp}")), "{head}");
-    // An invalid traceparent is dropped, not forwarded.
+    assert!(head.contains("x-request-id: fwd-7\r\n"), "{head}");
+    for (name, value) in trace {
+        let line = format!("{name}: {value}\r\n").to_ascii_lowercase();
+        assert!(head.contains(&line), "{name} missing: {head}");
+    }
+
+    // Without trace context the edge starts a trace: a new W3C traceparent
+    // reaches the worker and comes back to the client.
+    let res = send(edge.http, "GET", "/s3-buckets", &[]).await;
+    let started = res.header("traceparent").expect("a traceparent").to_owned();
+    assert!(service_common::TraceParent::parse(started.as_bytes()).is_some());
+    let head = worker.heads()[1].to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("traceparent: {started}\r\n")),
+        "{head}"
+    );
+    assert!(!head.contains("tracestate"), "{head}");
+
+    // An invalid traceparent is replaced by a new trace, not forwarded (and
+    // its tracestate, meaningless without it, goes too).
     send(
         edge.http,
         "GET",
         "/s3-buckets",
-        &[("traceparent", "garbage")],
+        &[("traceparent", "garbage"), ("tracestate", "a=b")],
     )
     .await;
-    assert!(!worker.heads()[1].contains("garbage"));
+    let head = worker.heads()[2].to_ascii_lowercase();
+    assert!(!head.contains("garbage"), "{head}");
+    assert!(head.contains("traceparent: 00-"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

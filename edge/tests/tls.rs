@@ -1,7 +1,13 @@
 //! The HTTPS listener with real clients: curl over HTTP/2 and HTTP/1.1 with
 //! a generated CA, a rustls client checking versions and ALPN, and a
 //! certificate rotated on disk while the edge runs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+// Tests print the figures they measure.
 
 mod support;
 
@@ -15,7 +21,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use platform_testkit::{Moto, Worker};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use support::Edge;
+use support::{Edge, Launch, sample};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -268,6 +274,13 @@ async fn curl_over_http2_and_http1_with_the_generated_ca() {
     assert!(lower.starts_with("http/1.1 200"), "{out}");
     assert!(lower.contains("x-cache: hit"), "{out}");
     assert!(lower.contains("content-length:"), "{out}");
+    assert!(
+        lower.contains("strict-transport-security: max-age=31536000\r\n"),
+        "HSTS on HTTPS answers: {out}"
+    );
+    // Never on plain HTTP.
+    let plain = support::raw_get(edge.http, "/parameters").await.unwrap();
+    assert_eq!(plain.header("strict-transport-security"), None);
 
     // HTTP/2 errors are JSON too.
     let (ok, out, _) = curl(&[
@@ -409,4 +422,148 @@ async fn bad_tls_files_are_rejected_before_start_with_exit_64() {
         err.contains("CACHE_TTL_SECONDS"),
         "every error at once: {err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_configurable_and_can_be_turned_off() {
+    let pki = Pki::new("hsts");
+    pki.issue("edge one");
+    for (value, want) in [
+        (
+            "max-age=63072000; includeSubDomains",
+            Some("max-age=63072000; includeSubDomains"),
+        ),
+        ("", None),
+    ] {
+        let (_worker, edge) = start_with(&pki, &[("STRICT_TRANSPORT_SECURITY", value)]).await;
+        let tls = edge.tls.unwrap();
+        let (ok, out, err) = curl(&[
+            "-sS",
+            "-i",
+            "--cacert",
+            &pki.ca_file().display().to_string(),
+            "--resolve",
+            &format!("{HOST}:{}:127.0.0.1", tls.port()),
+            &format!("https://{HOST}:{}/parameters", tls.port()),
+        ])
+        .await;
+        assert!(ok, "{err}");
+        let got = out
+            .lines()
+            .find_map(|l| l.strip_prefix("strict-transport-security: "))
+            .map(str::trim);
+        assert_eq!(got, want, "{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_certificate_is_waited_for_with_readiness_failing_then_served() {
+    let pki = Pki::new("late");
+    let worker = Worker::start(Moto::shared(), &[]).await;
+    let cert = pki.cert_file().display().to_string();
+    let key = pki.key_file().display().to_string();
+    let edge = Edge::launch(
+        &worker.base_url(),
+        &[
+            ("TLS_CERT_FILE", cert.as_str()),
+            ("TLS_KEY_FILE", key.as_str()),
+        ],
+        Launch {
+            no_wait: true,
+            ..Launch::default()
+        },
+    )
+    .await;
+    let tls = edge.tls.unwrap();
+
+    // Plain HTTP serves; readiness fails and says why; HTTPS refuses.
+    assert_eq!(
+        support::raw_get(edge.http, "/parameters")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let ready = support::raw_get(edge.admin, "/readyz").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["reason"], "waiting for TLS certificate");
+    let tcp = TcpStream::connect(tls).await.unwrap();
+    let refused = TlsConnector::from(Arc::new(client_config(&pki, &[&rustls::version::TLS13])))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await;
+    assert!(refused.is_err(), "no certificate yet: no handshake");
+    assert!(
+        edge.logs()
+            .contains("waiting for the TLS certificate files"),
+        "{}",
+        edge.logs()
+    );
+
+    // The Secret arrives: within a couple of seconds HTTPS serves and the
+    // instance turns ready.
+    let der = pki.issue("late one");
+    let start = std::time::Instant::now();
+    loop {
+        let r = support::raw_get(edge.admin, "/readyz").await.unwrap();
+        if r.status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "ready {:?} after the certificate files appeared",
+        start.elapsed()
+    );
+    let (_, _, leaf) = handshake(tls, client_config(&pki, &[&rustls::version::TLS13])).await;
+    assert_eq!(leaf, der);
+    let m = edge.metrics().await;
+    let expiry = sample(&m, "edge_tls_certificate_expiry_timestamp_seconds", &[]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expiry > now, "{expiry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_get_goaway_when_the_drain_starts() {
+    let pki = Pki::new("goaway");
+    pki.issue("edge one");
+    let (_worker, mut edge) = start_with(&pki, &[("SHUTDOWN_DRAIN_SECONDS", "4")]).await;
+    let tcp = TcpStream::connect(edge.tls.unwrap()).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(client_config(&pki, &[&rustls::version::TLS13])))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = || {
+        http::Request::get(format!("https://{HOST}/parameters"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(sender.send_request(req()).await.unwrap().status(), 200);
+
+    edge.sigterm();
+    let start = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(2), conn).await;
+    println!(
+        "HTTP/2 connection closed by GOAWAY {:?} after SIGTERM",
+        start.elapsed()
+    );
+    assert!(closed.is_ok(), "no GOAWAY within 2 s of the drain's start");
+    assert!(sender.is_closed());
+    // Still draining: the listeners are open, so this was the drain's GOAWAY.
+    assert_eq!(
+        support::raw_get(edge.admin, "/readyz")
+            .await
+            .map(|r| r.status),
+        Some(503)
+    );
+    assert!(TcpStream::connect(edge.tls.unwrap()).await.is_ok());
+    assert!(edge.wait_exit(Duration::from_secs(30)).await.is_some());
 }

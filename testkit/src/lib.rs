@@ -180,6 +180,36 @@ impl Moto {
         aws_sdk_ssm::Client::new(&self.sdk_config(&self.aws_settings()).await)
     }
 
+    /// Creates or overwrites a parameter (`secure`: a SecureString).
+    pub async fn put_parameter(&self, name: &str, value: &str, secure: bool) {
+        let kind = if secure {
+            aws_sdk_ssm::types::ParameterType::SecureString
+        } else {
+            aws_sdk_ssm::types::ParameterType::String
+        };
+        self.ssm()
+            .await
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put_parameter {name}: {e:?}"));
+    }
+
+    /// Deletes a parameter.
+    pub async fn delete_parameter(&self, name: &str) {
+        self.ssm()
+            .await
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete_parameter {name}: {e:?}"));
+    }
+
     /// Environment for a worker process pointed at this server.
     pub fn worker_env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -31,11 +31,29 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// How to run the edge beyond its environment.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// Host names the edge resolves, as `/etc/hosts` lines seen by the edge
+    /// alone (a private mount namespace: `unshare -m`, which needs root or
+    /// user namespaces).
+    pub hosts: Vec<(String, std::net::IpAddr)>,
+    /// stderr goes to a pipe nobody reads (instead of the log file).
+    pub stderr_unread: bool,
+    /// Do not wait for `/readyz` (it may be failing on purpose).
+    pub no_wait: bool,
+}
+
 impl Edge {
     /// Starts the edge in front of `upstream` (a base URL) with extra
     /// environment. Ports are chosen by binding 127.0.0.1:0 and releasing.
     /// With `TLS_CERT_FILE` in `env`, a TLS listener is added.
     pub async fn start(upstream: &str, env: &[(&str, &str)]) -> Edge {
+        Self::launch(upstream, env, Launch::default()).await
+    }
+
+    /// [`Edge::start`] with launch options.
+    pub async fn launch(upstream: &str, env: &[(&str, &str)], launch: Launch) -> Edge {
         let http = local(free_port());
         let admin = local(free_port());
         let tls = env
@@ -44,7 +62,31 @@ impl Edge {
             .then(|| local(free_port()));
         let log = std::env::temp_dir().join(format!("edge-test-{}.log", http.port()));
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+        let bin = env!("CARGO_BIN_EXE_edge");
+        let mut cmd = if launch.hosts.is_empty() {
+            Command::new(bin)
+        } else {
+            let hosts = std::env::temp_dir().join(format!("edge-test-hosts-{}", http.port()));
+            let mut text = String::from("127.0.0.1 localhost\n");
+            for (name, ip) in &launch.hosts {
+                text.push_str(&format!("{ip} {name}\n"));
+            }
+            std::fs::write(&hosts, text).unwrap();
+            let root = running_as_root();
+            let mut c = Command::new("unshare");
+            if !root {
+                c.arg("-r");
+            }
+            c.args([
+                "-m",
+                "sh",
+                "-c",
+                "mount --bind \"$1\" /etc/hosts && exec \"$0\"",
+                bin,
+            ])
+            .arg(&hosts);
+            c
+        };
         cmd.env_clear()
             .env("LISTEN_ADDR", http.to_string())
             .env("ADMIN_ADDR", admin.to_string())
@@ -55,8 +97,12 @@ impl Edge {
             .env("SHUTDOWN_DRAIN_SECONDS", "0")
             .env("UPSTREAM_TIMEOUT_SECONDS", "2")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file));
+            .stdout(Stdio::null());
+        if launch.stderr_unread {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(Stdio::from(log_file));
+        }
         if let Some(tls) = tls {
             cmd.env("TLS_LISTEN_ADDR", tls.to_string());
         }
@@ -71,8 +117,28 @@ impl Edge {
             log,
             child,
         };
-        edge.wait_ready().await;
+        if launch.no_wait {
+            edge.wait_listening().await;
+        } else {
+            edge.wait_ready().await;
+        }
         edge
+    }
+
+    /// Waits until the public port accepts connections.
+    pub async fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while TcpStream::connect(self.http).await.is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("edge exited early ({status}):\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge not listening:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_ready(&mut self) {
@@ -157,6 +223,16 @@ impl Drop for Edge {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether this process runs as root (then `unshare -m` works without a
+/// user namespace).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// A response read off the wire by the raw client.
@@ -303,7 +379,15 @@ pub struct StandIn {
 
 impl StandIn {
     pub async fn start(reply: impl Fn(&str) -> Reply + Send + Sync + 'static) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), reply).await
+    }
+
+    /// [`StandIn::start`] on a given address (e.g. `127.0.0.2:PORT`).
+    pub async fn start_on(
+        addr: SocketAddr,
+        reply: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> StandIn {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
