@@ -120,8 +120,12 @@ def worker(name="aux-worker", **env):
 
 
 def edge(upstream_port, name="edge", **env):
+    # All load here comes from one client address: the per-client miss limit
+    # (tested on its own in edge/tests/protection.rs) would turn these fault
+    # scenarios into 429s.
     base = dict(AUXILIARY_SERVICE_URL=f"http://127.0.0.1:{upstream_port}",
-                UPSTREAM_CONNECT_TIMEOUT_SECONDS="1", UPSTREAM_TIMEOUT_SECONDS="1")
+                UPSTREAM_CONNECT_TIMEOUT_SECONDS="1", UPSTREAM_TIMEOUT_SECONDS="1",
+                CLIENT_MISS_RATE_PER_SECOND="0")
     base.update(env)
     return Service("edge", name, base)
 
