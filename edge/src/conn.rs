@@ -445,6 +445,7 @@ impl Connection<'_> {
     async fn serve(self, mut stream: Stream) {
         let mut buf = ReadBuf::new();
         let mut first = true;
+        let mut shutdown = self.shutdown.clone();
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         loop {
@@ -458,8 +459,9 @@ impl Connection<'_> {
                     Instant::now() + self.settings.keepalive_timeout
                 };
                 sleep.as_mut().reset(idle_until.into());
+                let idle = (!first).then_some(&mut shutdown);
                 match self
-                    .read_more(&mut stream, &mut buf, sleep.as_mut(), !first)
+                    .read_more(&mut stream, &mut buf, sleep.as_mut(), idle)
                     .await
                 {
                     Read::Data => {}
@@ -493,7 +495,7 @@ impl Connection<'_> {
                     return;
                 }
                 match self
-                    .read_more(&mut stream, &mut buf, sleep.as_mut(), false)
+                    .read_more(&mut stream, &mut buf, sleep.as_mut(), None)
                     .await
                 {
                     Read::Data => {}
@@ -512,24 +514,31 @@ impl Connection<'_> {
         }
     }
 
-    /// Reads into `buf` until data, close, the deadline, or (when idle) the
-    /// end of service.
+    /// Reads into `buf` until data, close, the deadline, or (when waiting
+    /// idle between requests, with the service's shutdown watch) the end of
+    /// service.
     async fn read_more(
         &self,
         stream: &mut Stream,
         buf: &mut ReadBuf,
         deadline: std::pin::Pin<&mut tokio::time::Sleep>,
-        idle: bool,
+        idle: Option<&mut ShutdownWatch>,
     ) -> Read {
         let Some(spare) = buf.spare() else {
             return Read::Data;
         };
-        let mut shutdown = self.shutdown.clone();
-        let n = tokio::select! {
-            biased;
-            r = stream.read(spare) => r,
-            () = deadline => return Read::TimedOut,
-            _ = shutdown.changed(), if idle => return Read::ShuttingDown,
+        let n = match idle {
+            Some(shutdown) => tokio::select! {
+                biased;
+                r = stream.read(spare) => r,
+                () = deadline => return Read::TimedOut,
+                _ = shutdown.changed() => return Read::ShuttingDown,
+            },
+            None => tokio::select! {
+                biased;
+                r = stream.read(spare) => r,
+                () = deadline => return Read::TimedOut,
+            },
         };
         match n {
             Ok(0) | Err(_) => Read::Closed,
