@@ -620,6 +620,12 @@ def self_test(args):
             verdict = f"rejected by {mutation['rule']}" if ok else f"expected rule {mutation['rule']}, got {rules or 'nothing'}"
         print(f"{'ok  ' if ok else 'FAIL'} {render}: {mutation['name']}: {verdict}")
         failures += 0 if ok else 1
+    # Every rule has at least one mutation it must reject.
+    covered = {m["rule"] for m in mutations if m.get("expect") != "pass"}
+    for rule in (f"mesh-{n[len('rule_'):].replace('_', '-')}" for n in MeshChecker.rules()):
+        if rule not in covered:
+            failures += 1
+            print(f"FAIL rule {rule} has no mutation that must fail")
     print(f"mesh policy self-test: {len(mutations)} mutations, {failures} failed")
     return 1 if failures else 0
 
