@@ -8,7 +8,9 @@ default-deny, `restricted` Pod Security, retry and shutdown contracts.
 `check` prints every violation as `RULE object: message` and exits 1 if there
 is one. `self-test` applies each mutation of the fixtures file to a rendered
 combination (RENDERED_DIR/<render>.yaml) and expects the named rule to reject
-it, or, for entries with `expect: pass`, the mutated render to stay clean.
+it, or, for entries with `expect: pass`, the mutated render to stay clean; an
+entry's `also:` list changes further objects in the same way. Every rule
+needs at least one mutation it must reject.
 """
 import argparse
 import copy
@@ -510,16 +512,24 @@ class MeshChecker(Checker):
         for address in LOAD_BALANCER_PEERS:
             if not self.allows_external(edge, address, port):
                 self.fail("mesh-client-address", edge, f"no NetworkPolicy lets the load balancer ({address}) reach port {port}")
-        if port not in skipped:
-            return
-        if self.mesh == "istio":
-            self.istio_skipped_port(edge, port)
-        else:
-            for server in self.servers_for(edge, port, EDGE_PUBLIC_TLS):
-                self.fail("mesh-client-address", server, f"port {port} skips the proxy, so this Server never applies; "
-                          "remove it rather than suggest a policy that is not enforced")
+        # Every port the edge excludes (8443, and any a fork adds, such as
+        # 8000): no mesh object may claim to apply to it, and with Istio
+        # meshed clients must not send mesh mTLS to it.
+        names = self.container_ports(edge)
+        for number in sorted(skipped):
+            if self.mesh == "istio":
+                self.istio_skipped_port(edge, number, names[number])
+            else:
+                for server in self.servers_for(edge, number, names[number]):
+                    self.fail("mesh-client-address", server, f"port {number} skips the proxy, so this Server never "
+                              "applies; remove it rather than suggest a policy that is not enforced")
+        for d in self.of_kind("DestinationRule"):
+            if d["spec"].get("host", "").split(".")[0] == EDGE \
+                    and ((d["spec"].get("trafficPolicy") or {}).get("tls") or {}).get("mode") == "DISABLE":
+                self.fail("mesh-client-address", d, "tls DISABLE for the whole host also turns mesh mTLS off on the "
+                          "edge's intercepted ports; set it on the excluded ports only")
 
-    def istio_skipped_port(self, edge, port):
+    def istio_skipped_port(self, edge, port, port_name):
         for pa in self.of_kind("PeerAuthentication"):
             if pa["spec"].get("selector") and selects(pa["spec"]["selector"], pod_labels(edge)) \
                     and str(port) in {str(k) for k in pa["spec"].get("portLevelMtls") or {}}:
@@ -529,10 +539,7 @@ class MeshChecker(Checker):
         # in front of it needs mTLS turned off in a DestinationRule.
         svc = self.find("Service", EDGE)
         service_ports = [p["port"] for p in (svc or {}).get("spec", {}).get("ports") or []
-                         if p.get("targetPort") in (port, EDGE_PUBLIC_TLS)]
-        if not service_ports:
-            self.fail("mesh-client-address", svc, f"Service {EDGE} has no port targeting {port}")
-            return
+                         if p.get("targetPort") in (port, port_name)]
         rules = [d for d in self.of_kind("DestinationRule") if d["spec"].get("host", "").split(".")[0] == EDGE]
         for service_port in service_ports:
             modes = [((s.get("tls") or {}).get("mode"), d) for d in rules
@@ -543,10 +550,6 @@ class MeshChecker(Checker):
                           f"want one DestinationRule for host {EDGE} with tls DISABLE on port {service_port}, found "
                           f"{[m for m, _ in modes] or 'none'}: meshed clients would send mesh mTLS to a port the "
                           "sidecar does not terminate")
-        for d in rules:
-            if ((d["spec"].get("trafficPolicy") or {}).get("tls") or {}).get("mode") == "DISABLE":
-                self.fail("mesh-client-address", d, "tls DISABLE for the whole host also turns mesh mTLS off on the "
-                          "edge's intercepted ports; set it on the excluded port only")
 
     def rule_retries(self):
         edge = self.find("Deployment", EDGE)
@@ -610,7 +613,10 @@ def self_test(args):
             if errors:
                 failures += 1
                 print(f"FAIL baseline {render} is not clean: {errors}")
-        fired = check(apply_mutation(copy.deepcopy(baselines[render]), mutation), mesh_of(render), namespaces)
+        mutated = apply_mutation(copy.deepcopy(baselines[render]), mutation)
+        for step in mutation.get("also") or []:  # further objects changed by the same mutation
+            mutated = apply_mutation(mutated, {"name": mutation["name"], **step})
+        fired = check(mutated, mesh_of(render), namespaces)
         rules = sorted({rule for rule, _ in fired})
         if mutation.get("expect") == "pass":
             ok = not fired
