@@ -87,12 +87,26 @@ for o in "${OVERLAYS[@]}"; do for m in none "${MESHES[@]}"; do
     fail "mesh policy $o ($m)"
   fi
 done; done
-if (cd "$TESTS" && python mesh_policy.py self-test --fixtures fixtures/mesh/mutations.yaml \
-  --namespaces "$WORK/namespaces.yaml" "$MESH_WORK"); then
+mesh_self_test() { # mesh_self_test MUTATIONS.yaml
+  local fixtures; fixtures=$(realpath "$1")
+  (cd "$TESTS" && python mesh_policy.py self-test --fixtures "$fixtures" --namespaces "$WORK/namespaces.yaml" "$MESH_WORK")
+}
+if mesh_self_test "$TESTS/fixtures/mesh/mutations.yaml"; then
   pass "every mesh rule rejects its mutations"
 else
   fail "mesh policy self-test"
 fi
+# The self-test also requires a mutation for every rule: drop one rule's.
+python - "$TESTS/fixtures/mesh/mutations.yaml" "$MESH_WORK/mutations-uncovered.yaml" <<'PY'
+import sys
+import yaml
+with open(sys.argv[1], encoding="utf-8") as handle:
+    mutations = [m for m in yaml.safe_load(handle) if m.get("rule") != "mesh-client-address"]
+with open(sys.argv[2], "w", encoding="utf-8") as handle:
+    yaml.safe_dump(mutations, handle, sort_keys=False)
+PY
+expect_rejection "mesh policy self-test (rule coverage)" "rule mesh-client-address has no mutation" \
+  mesh_self_test "$MESH_WORK/mutations-uncovered.yaml"
 
 step "service mesh: the Argo CD projects allow every kind the components add"
 project_kinds() { # project_kinds [--drop GROUP/KIND]: exit 1 when a kind is missing

@@ -8,10 +8,13 @@ default-deny, `restricted` Pod Security, retry and shutdown contracts.
 `check` prints every violation as `RULE object: message` and exits 1 if there
 is one. `self-test` applies each mutation of the fixtures file to a rendered
 combination (RENDERED_DIR/<render>.yaml) and expects the named rule to reject
-it, or, for entries with `expect: pass`, the mutated render to stay clean.
+it, or, for entries with `expect: pass`, the mutated render to stay clean; an
+entry's `also:` list changes further objects in the same way. Every rule
+needs at least one mutation it must reject.
 """
 import argparse
 import copy
+import ipaddress
 import re
 import sys
 from urllib.parse import urlsplit
@@ -22,10 +25,20 @@ from policy import Checker, apply_mutation, load, pod_labels, pod_spec, selects
 
 SERVICES = ("main-api", "auxiliary-service")
 EDGE, WORKER = SERVICES
-# Ports whose clients are outside the mesh: the load balancer (the edge's
-# public ports) and Prometheus (both admin ports). Only these may accept
-# clients without mesh identity.
-NON_MESH_PORT_NAMES = {EDGE: {"http", "https", "admin"}, WORKER: {"admin"}}
+# Intercepted ports whose clients are outside the mesh: plain HTTP callers of
+# the edge (in-cluster, and prod's load balancer on port 80) and Prometheus
+# (both admin ports). Only these may accept clients without mesh identity.
+NON_MESH_PORT_NAMES = {EDGE: {"http", "admin"}, WORKER: {"admin"}}
+# The edge's public TLS port: the load balancer connects to it with the
+# client's address (NLB IP targets, client IP preservation), which the edge's
+# per-client miss limit and access log rely on. With a mesh it must bypass the
+# proxy (a proxied connection comes from the proxy's address) and carry no
+# mesh configuration that would suggest otherwise.
+EDGE_PUBLIC_TLS = "https"
+# Addresses the load balancer's connections come from: an internet client
+# (client IP preservation) and the load balancer's own address in the VPC
+# (health checks). Documentation and private ranges, no real hosts.
+LOAD_BALANCER_PEERS = ("203.0.113.10", "10.0.0.10")
 # Defaults of the services when the variable is not set (README).
 SHUTDOWN_DEFAULTS = {"SHUTDOWN_DRAIN_SECONDS": 5, "SHUTDOWN_TIMEOUT_SECONDS": 15}
 UPSTREAM_TIMEOUT_DEFAULT = 5
@@ -63,6 +76,9 @@ MESHES = {
     },
 }
 LINKERD_WAIT = "config.alpha.linkerd.io/proxy-wait-before-exit-seconds"
+LINKERD_SKIP_INBOUND = "config.linkerd.io/skip-inbound-ports"
+ISTIO_INCLUDE_INBOUND = "traffic.sidecar.istio.io/includeInboundPorts"
+ISTIO_EXCLUDE_INBOUND = "traffic.sidecar.istio.io/excludeInboundPorts"
 LINKERD_RETRY = re.compile(r"^retry\.linkerd\.io/")
 LINKERD_TIMEOUT = re.compile(r"^timeout\.linkerd\.io/(request|response)$")
 
@@ -77,6 +93,23 @@ def seconds(value):
     if not re.fullmatch(r"(\d+(?:\.\d+)?(ms|s|m|h))+", text):
         raise ValueError(f"not a duration: {value!r}")
     return total
+
+
+def port_list(value):
+    """A comma-separated port list with optional ranges ("8443", "8000,9000",
+    "4000-4100"), as the Linkerd and Istio annotations take it."""
+    ports = set()
+    for item in (part.strip() for part in str(value).split(",")):
+        if not item:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not match:
+            raise ValueError(f"not a port or port range: {item!r}")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"not a port or port range: {item!r}")
+        ports |= set(range(low, high + 1))
+    return ports
 
 
 class MeshChecker(Checker):
@@ -100,6 +133,35 @@ class MeshChecker(Checker):
                 values.update((cm or {}).get("data") or {})
             values.update({e["name"]: e.get("value") for e in ctr.get("env") or []})
         return values
+
+    def annotations(self, dep):
+        return (dep["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+
+    def not_intercepted(self, dep):
+        """The container ports of `dep` whose inbound traffic bypasses the
+        mesh proxy, read from the pod annotations the way the mesh reads them
+        (Istio: includeInboundPorts, default "*", and only with "*"
+        excludeInboundPorts; Linkerd: skip-inbound-ports). Raises ValueError
+        on an annotation the mesh could not parse."""
+        ports, notes = set(self.container_ports(dep)), self.annotations(dep)
+        if self.mesh == "istio":
+            include = str(notes.get(ISTIO_INCLUDE_INBOUND, "*")).strip()
+            if include == "*":
+                return ports & port_list(notes.get(ISTIO_EXCLUDE_INBOUND, ""))
+            return ports - port_list(include)
+        if self.mesh == "linkerd":
+            return ports & port_list(notes.get(LINKERD_SKIP_INBOUND, ""))
+        return set()
+
+    def excluded_or_none(self, dep, report=True):
+        """not_intercepted(), or None for an unparsable annotation (reported
+        once, by rule_client_address)."""
+        try:
+            return self.not_intercepted(dep)
+        except ValueError as err:
+            if report:
+                self.fail("mesh-client-address", dep, str(err))
+            return None
 
     def worker_url(self):
         edge = self.find("Deployment", EDGE)
@@ -318,10 +380,11 @@ class MeshChecker(Checker):
             pa, ports = mine[0], self.container_ports(dep)
             if (pa["spec"].get("mtls") or {}).get("mode") != "STRICT":
                 self.fail("mesh-mtls", pa, "workload mode must be STRICT")
+            skipped = self.excluded_or_none(dep, report=False) or set()
             for key, setting in (pa["spec"].get("portLevelMtls") or {}).items():
                 mode, port_name = (setting or {}).get("mode"), ports.get(int(key))
-                if mode == "STRICT":
-                    continue
+                if mode == "STRICT" or int(key) in skipped:
+                    continue  # an excluded port is reported by rule_client_address
                 if port_name not in NON_MESH_PORT_NAMES[name]:
                     self.fail("mesh-mtls", pa, f"port {key} ({port_name or 'not a container port'}) is {mode}; only "
                               f"{sorted(NON_MESH_PORT_NAMES[name])} of {name} may accept clients outside the mesh")
@@ -329,7 +392,6 @@ class MeshChecker(Checker):
                     self.fail("mesh-mtls", pa, f"port {key} is {mode}; PERMISSIVE keeps mesh clients working too")
 
     def linkerd_mtls(self):
-        servers = self.of_kind("Server")
         authz = self.of_kind("AuthorizationPolicy")
         for dep in self.deployments():
             name = dep["metadata"]["name"]
@@ -338,10 +400,11 @@ class MeshChecker(Checker):
                 self.fail("mesh-mtls", dep, "config.linkerd.io/default-inbound-policy must not let unauthenticated "
                           "clients in on ports without a Server")
             ports = {**self.container_ports(dep), 4191: "linkerd-admin"}
+            skipped = self.excluded_or_none(dep, report=False) or set()
             for number, port_name in ports.items():
-                covering = [s for s in servers if s["spec"].get("podSelector") is not None
-                            and selects(s["spec"]["podSelector"], pod_labels(dep))
-                            and s["spec"].get("port") in (number, port_name)]
+                if number in skipped:
+                    continue  # bypasses the proxy: see rule_client_address
+                covering = self.servers_for(dep, number, port_name)
                 if len(covering) != 1:
                     self.fail("mesh-mtls", dep, f"port {number} ({port_name}) has {len(covering)} Servers, want 1 "
                               "(with inbound policy deny a port without one is closed)")
@@ -361,6 +424,11 @@ class MeshChecker(Checker):
                 if name == WORKER and port_name == "http":
                     self.check_edge_identity(server, refs)
 
+    def servers_for(self, dep, number, port_name):
+        return [s for s in self.of_kind("Server") if s["spec"].get("podSelector") is not None
+                and selects(s["spec"]["podSelector"], pod_labels(dep))
+                and s["spec"].get("port") in (number, port_name)]
+
     def check_edge_identity(self, server, refs):
         mtls = [self.find("MeshTLSAuthentication", r.get("name")) for r in refs if r.get("kind") == "MeshTLSAuthentication"]
         if not mtls or None in mtls:
@@ -374,6 +442,114 @@ class MeshChecker(Checker):
                 (not named and len(ids) == 1 and re.fullmatch(rf"{EDGE}\.[a-z0-9-]+\.serviceaccount\.identity\..+", ids[0]))
             if not edge_only:
                 self.fail("mesh-mtls", obj, f"must name the edge's ServiceAccount {EDGE} only, got {named or ids}")
+
+    def allows_external(self, pod, address, port):
+        """Does a NetworkPolicy let a client outside the cluster (`address`)
+        reach `port` of `pod`? Only rules without `from` or with an ipBlock
+        holding the address admit it (namespace and pod selectors never match
+        traffic from outside the cluster)."""
+        ip = ipaddress.ip_address(address)
+        for pol in self.of_kind("NetworkPolicy"):
+            if "Ingress" not in (pol["spec"].get("policyTypes") or []):
+                continue
+            if not selects(pol["spec"].get("podSelector") or {}, pod_labels(pod)) and pol["spec"].get("podSelector") not in ({}, None):
+                continue
+            for rule in pol["spec"].get("ingress") or []:
+                ports = rule.get("ports")
+                if ports and not any(p.get("port") in (port, self.container_ports(pod).get(port))
+                                     and p.get("protocol", "TCP") == "TCP" for p in ports):
+                    continue
+                peers = rule.get("from")
+                if not peers:
+                    return True
+                for peer in peers:
+                    block = peer.get("ipBlock")
+                    if not block:
+                        continue
+                    try:
+                        nets = [ipaddress.ip_network(c, strict=False) for c in [block["cidr"], *(block.get("except") or [])]]
+                    except (KeyError, ValueError):
+                        continue  # not a CIDR: admits nobody
+                    cidr, *excepted = nets
+                    if ip.version == cidr.version and ip in cidr and not any(
+                            ip.version == e.version and ip in e for e in excepted):
+                        return True
+        return False
+
+    def rule_client_address(self):
+        """With a mesh, the edge's public TLS port bypasses the proxy, so the
+        edge sees each client's address (per-client miss limit, access log),
+        and stays reachable for the load balancer; no worker port bypasses it
+        (edge -> worker stays mTLS)."""
+        if self.mesh == "none":
+            return
+        edge, worker = self.find("Deployment", EDGE), self.find("Deployment", WORKER)
+        if worker:
+            skipped = self.excluded_or_none(worker)
+            notes = self.annotations(worker)
+            listed = {k: notes[k] for k in (ISTIO_EXCLUDE_INBOUND, LINKERD_SKIP_INBOUND) if str(notes.get(k, "")).strip()}
+            if skipped:
+                self.fail("mesh-client-address", worker, f"ports {sorted(skipped)} bypass the {self.mesh} proxy; "
+                          "every worker port must stay in the mesh (edge -> worker is mTLS only)")
+            elif listed:
+                self.fail("mesh-client-address", worker, f"{listed}: the worker excludes no port from its proxy (an "
+                          "exclusion meant for the edge's public port must target the edge only)")
+        if not edge:
+            return
+        public = {n for n, name in self.container_ports(edge).items() if name == EDGE_PUBLIC_TLS}
+        if len(public) != 1:
+            self.fail("mesh-client-address", edge, f"want one container port named {EDGE_PUBLIC_TLS!r}, found {sorted(public)}")
+            return
+        port = public.pop()
+        skipped = self.excluded_or_none(edge)
+        if skipped is None:
+            return
+        annotation = ISTIO_EXCLUDE_INBOUND if self.mesh == "istio" else LINKERD_SKIP_INBOUND
+        if port not in skipped:
+            self.fail("mesh-client-address", edge, f"port {port} ({EDGE_PUBLIC_TLS}) goes through the {self.mesh} proxy: "
+                      f"every internet client would reach the edge from the proxy's address and share one "
+                      f"CLIENT_MISS_RATE_PER_SECOND budget; set {annotation}: \"{port}\"")
+        for address in LOAD_BALANCER_PEERS:
+            if not self.allows_external(edge, address, port):
+                self.fail("mesh-client-address", edge, f"no NetworkPolicy lets the load balancer ({address}) reach port {port}")
+        # Every port the edge excludes (8443, and any a fork adds, such as
+        # 8000): no mesh object may claim to apply to it, and with Istio
+        # meshed clients must not send mesh mTLS to it.
+        names = self.container_ports(edge)
+        for number in sorted(skipped):
+            if self.mesh == "istio":
+                self.istio_skipped_port(edge, number, names[number])
+            else:
+                for server in self.servers_for(edge, number, names[number]):
+                    self.fail("mesh-client-address", server, f"port {number} skips the proxy, so this Server never "
+                              "applies; remove it rather than suggest a policy that is not enforced")
+        for d in self.of_kind("DestinationRule"):
+            if d["spec"].get("host", "").split(".")[0] == EDGE \
+                    and ((d["spec"].get("trafficPolicy") or {}).get("tls") or {}).get("mode") == "DISABLE":
+                self.fail("mesh-client-address", d, "tls DISABLE for the whole host also turns mesh mTLS off on the "
+                          "edge's intercepted ports; set it on the excluded ports only")
+
+    def istio_skipped_port(self, edge, port, port_name):
+        for pa in self.of_kind("PeerAuthentication"):
+            if pa["spec"].get("selector") and selects(pa["spec"]["selector"], pod_labels(edge)) \
+                    and str(port) in {str(k) for k in pa["spec"].get("portLevelMtls") or {}}:
+                self.fail("mesh-client-address", pa, f"portLevelMtls {port}: the port is excluded from the sidecar, "
+                          "so no PeerAuthentication applies to it; remove the entry")
+        # Meshed clients: auto mTLS ignores the exclusion, so the Service port
+        # in front of it needs mTLS turned off in a DestinationRule.
+        svc = self.find("Service", EDGE)
+        service_ports = [p["port"] for p in (svc or {}).get("spec", {}).get("ports") or []
+                         if p.get("targetPort") in (port, port_name)]
+        rules = [d for d in self.of_kind("DestinationRule") if d["spec"].get("host", "").split(".")[0] == EDGE]
+        for service_port in service_ports:
+            modes = [((s.get("tls") or {}).get("mode"), d) for d in rules
+                     for s in (d["spec"].get("trafficPolicy") or {}).get("portLevelSettings") or []
+                     if (s.get("port") or {}).get("number") == service_port]
+            if [m for m, _ in modes] != ["DISABLE"]:
+                self.fail("mesh-client-address", modes[0][1] if modes else None,
+                          f"want one DestinationRule for host {EDGE} with tls DISABLE on port {service_port}, found "
+                          f"{[m for m, _ in modes] or 'none'}: meshed clients would send mesh mTLS to a port the "
+                          "sidecar does not terminate")
 
     def rule_retries(self):
         edge = self.find("Deployment", EDGE)
@@ -437,7 +613,10 @@ def self_test(args):
             if errors:
                 failures += 1
                 print(f"FAIL baseline {render} is not clean: {errors}")
-        fired = check(apply_mutation(copy.deepcopy(baselines[render]), mutation), mesh_of(render), namespaces)
+        mutated = apply_mutation(copy.deepcopy(baselines[render]), mutation)
+        for step in mutation.get("also") or []:  # further objects changed by the same mutation
+            mutated = apply_mutation(mutated, {"name": mutation["name"], **step})
+        fired = check(mutated, mesh_of(render), namespaces)
         rules = sorted({rule for rule, _ in fired})
         if mutation.get("expect") == "pass":
             ok = not fired
@@ -447,6 +626,12 @@ def self_test(args):
             verdict = f"rejected by {mutation['rule']}" if ok else f"expected rule {mutation['rule']}, got {rules or 'nothing'}"
         print(f"{'ok  ' if ok else 'FAIL'} {render}: {mutation['name']}: {verdict}")
         failures += 0 if ok else 1
+    # Every rule has at least one mutation it must reject.
+    covered = {m["rule"] for m in mutations if m.get("expect") != "pass"}
+    for rule in (f"mesh-{n[len('rule_'):].replace('_', '-')}" for n in MeshChecker.rules()):
+        if rule not in covered:
+            failures += 1
+            print(f"FAIL rule {rule} has no mutation that must fail")
     print(f"mesh policy self-test: {len(mutations)} mutations, {failures} failed")
     return 1 if failures else 0
 
