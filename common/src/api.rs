@@ -146,7 +146,7 @@ impl ErrorCode {
             ErrorCode::SecureParameter => "SecureString parameters are not exposed by this service",
             ErrorCode::ParameterNotFound => "parameter not found",
             ErrorCode::NotFound => "no such route",
-            ErrorCode::MethodNotAllowed => "method not allowed; use GET",
+            ErrorCode::MethodNotAllowed => "method not allowed; use GET or HEAD",
             ErrorCode::AwsThrottled => "AWS is throttling requests; retry later",
             ErrorCode::AwsUnavailable => "AWS is unavailable; retry later",
             ErrorCode::AwsTimeout => "AWS did not answer in time",

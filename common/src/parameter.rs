@@ -27,7 +27,9 @@ pub enum ParameterNameError {
     DotSegment,
     #[error("parameter name contains a control character")]
     ControlCharacter,
-    #[error("parameter name is not valid percent-encoded UTF-8")]
+    #[error(
+        "parameter name is not valid percent-encoding: '%' must be followed by two hex digits, and the bytes must be UTF-8"
+    )]
     InvalidEncoding,
     #[error("parameter name contains a character outside a-z, A-Z, 0-9, '_', '.', '-' and '/'")]
     InvalidCharacter,
@@ -137,10 +139,22 @@ pub struct ParameterName {
 impl ParameterName {
     /// Parses the still percent-encoded path remainder after `/parameter/`.
     /// Decodes exactly once: `db%2Fhost` is `db/host`, `a%252Fb` is the
-    /// invalid `a%2Fb`.
+    /// invalid `a%2Fb`. A `%` not followed by two hex digits (`bad%zz`,
+    /// `a%2`) is a bad encoding, not a character to check.
     pub fn from_path_segment(raw: &str) -> Result<Self, ParameterNameError> {
         if raw.is_empty() {
             return Err(ParameterNameError::Empty);
+        }
+        let bytes = raw.as_bytes();
+        let malformed_escape = bytes.iter().enumerate().any(|(i, &c)| {
+            c == b'%'
+                && !matches!(
+                    (bytes.get(i + 1), bytes.get(i + 2)),
+                    (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
+                )
+        });
+        if malformed_escape {
+            return Err(ParameterNameError::InvalidEncoding);
         }
         let decoded = percent_decode(raw.as_bytes())
             .decode_utf8()
@@ -239,6 +253,10 @@ mod tests {
             ("a%0Ab", ControlCharacter),
             ("a%7Fb", ControlCharacter),
             ("a%FFb", InvalidEncoding),
+            ("bad%zz", InvalidEncoding),
+            ("a%2", InvalidEncoding),
+            ("%", InvalidEncoding),
+            ("a%2G", InvalidEncoding),
             ("a b", InvalidCharacter),
             ("a%20b", InvalidCharacter),
             ("a%252Fb", InvalidCharacter),
