@@ -24,7 +24,7 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || die "needs at least two CPUs (servers on CPU 0, load generator on CPU 1)"
 command -v taskset >/dev/null || die "taskset (util-linux) is required"
 
-scripts/tools.sh apt python
+scripts/tools.sh run
 
 if [ ! -x "$BENCH_TOOLS/root/usr/sbin/nginx" ] || [ ! -x "$BENCH_TOOLS/root/usr/bin/wrk" ]; then
   log "fetching ${DEBS[*]} (Debian packages, extracted into .tools/bench/root)"

@@ -11,6 +11,7 @@
 #      from its JSON report by scripts/api/tls_verdict.py.
 # Stack: moto (seeded) <- aux-worker <- edge (HTTP and HTTPS), all on
 # 127.0.0.1, free ports, stopped on exit.
+# Tools: run python testssl
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

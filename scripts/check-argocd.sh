@@ -4,6 +4,7 @@
 # against the Argo CD models (unknown fields rejected), renders every child's
 # source path, proves a change of the one repository value reaches every child,
 # and proves the validator rejects the broken variants in argocd/tests/.
+# Tools: node kubectl
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -14,6 +14,7 @@
 #
 # Ends with "N passed, N failed" (", N skipped" when the image test cannot run
 # on this machine, with its reason above).
+# Tools: run python kubectl shellcheck image
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

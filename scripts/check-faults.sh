@@ -14,6 +14,7 @@
 # Time bounds are generous: they assert behaviour, never speed (the bench
 # measures speed). Everything runs on 127.0.0.1 on free ports and is stopped
 # on exit.
+# Tools: run slowhttptest
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -25,7 +26,7 @@ trap stack_cleanup EXIT
 for tool in slowhttptest python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/tools.sh installs it)"
 done
-[ -x "$STACK_PY" ] || die "the tools venv is missing (scripts/tools.sh python)"
+[ -x "$STACK_PY" ] || die "the tools venv is missing (scripts/tools.sh run)"
 
 build_binaries
 start_moto

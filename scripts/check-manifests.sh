@@ -6,6 +6,7 @@
 #
 # Needs kubectl (its built-in kustomize) and the tools of scripts/tools.sh
 # (venv: kubernetes-validate, pyyaml, moto; checkov venv; node packages).
+# Tools: python checkov node kubectl
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +17,8 @@ KUBERNETES_VERSION=1.32.0
 OVERLAYS=(dev prod local)
 
 if [ -z "${TOOLS_DIR:-}" ]; then
-  scripts/tools.sh python checkov node >&2
+  # shellcheck disable=SC2046  # one word per group
+  scripts/tools.sh $(scripts/tools.sh for-checks manifests) >&2
   eval "$(scripts/tools.sh env)"
 fi
 

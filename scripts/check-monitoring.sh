@@ -4,12 +4,14 @@
 # dashboard), runs promtool check/test on every rule group, proves with
 # mutation tests that these checks reject broken copies, then scrapes the
 # real services with a real Prometheus (monitoring/tests/scrape_test.py).
+# Tools: run python node kubectl prometheus
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 if ! command -v promtool >/dev/null || [ -z "${NODE_PATH:-}" ]; then
-  scripts/tools.sh all
+  # shellcheck disable=SC2046  # one word per group
+  scripts/tools.sh $(scripts/tools.sh for-checks monitoring)
   eval "$(scripts/tools.sh env)"
 fi
 for tool in kubectl node promtool prometheus kubernetes-validate python; do

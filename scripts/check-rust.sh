@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Rust: formatting, clippy with warnings denied, and every test of the
 # workspace (unit, property, and integration tests against a real moto server).
+# Tools: run
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-command -v cmake >/dev/null || { echo "cmake is missing: run scripts/tools.sh apt" >&2; exit 1; }
-[ -x .tools/venv/bin/python ] || { echo ".tools/venv is missing: run scripts/tools.sh python" >&2; exit 1; }
+command -v cmake >/dev/null || { echo "cmake is missing: run scripts/tools.sh run" >&2; exit 1; }
+[ -x .tools/venv/bin/python ] || { echo ".tools/venv is missing: run scripts/tools.sh run" >&2; exit 1; }
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,6 +2,7 @@
 # The run command as a newcomer uses it: start `scripts/run-local.sh` on free
 # ports, run the curl lines it prints, check their JSON, then stop it with
 # Ctrl-C (SIGINT) and check that everything it started is gone.
+# Tools: run
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -18,6 +18,7 @@
 # The AWS provider comes from a local filesystem mirror when the machine has
 # one (a folder holding registry.terraform.io/hashicorp/aws/...), otherwise
 # from the public registry; TF_PROVIDER_MIRROR names the mirror explicitly.
+# Tools: run python checkov terraform
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +29,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK/logs"
 
 if [ -z "${TOOLS_DIR:-}" ]; then
-  scripts/tools.sh python checkov
+  # shellcheck disable=SC2046  # one word per group
+  scripts/tools.sh $(scripts/tools.sh for-checks terraform)
   eval "$(scripts/tools.sh env)"
 fi
 PY="$TOOLS_DIR/venv/bin/python"

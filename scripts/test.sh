@@ -4,9 +4,12 @@
 #   scripts/test.sh            all checks
 #   scripts/test.sh NAME ...   only these (rust, manifests, argocd, terraform, ...)
 #
-# Each check is scripts/check-NAME.sh. They run in parallel (cargo serialises
-# the builds among them); each writes its log to .run/test-logs/NAME.log, and a
-# failed check prints its log's tail. The last line is "N passed, N failed".
+# Each check is scripts/check-NAME.sh; its "# Tools:" line names the tool
+# groups of scripts/tools.sh it needs, and only those are checked and
+# installed (`make check-argocd` needs Node.js and kubectl, not Terraform).
+# They run in parallel (cargo serialises the builds among them); each writes
+# its log to .run/test-logs/NAME.log, and a failed check prints its log's tail.
+# The last line is "N passed, N failed".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,8 +27,10 @@ for n in "$@"; do
   [ -f "scripts/check-$n.sh" ] || { echo "unknown check: $n (no scripts/check-$n.sh)" >&2; exit 2; }
 done
 
-echo "==> installing tools (cached after the first run)"
-scripts/tools.sh all
+groups=$(scripts/tools.sh for-checks "$@")
+echo "==> tools for $*: $groups (installed into .tools/ once, then cached)"
+# shellcheck disable=SC2086  # one word per group
+scripts/tools.sh $groups
 eval "$(scripts/tools.sh env)"
 
 declare -A pids

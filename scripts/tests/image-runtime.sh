@@ -17,7 +17,7 @@
 #    service can bind 127.0.0.1 on free ports; then GET /healthz must answer 200
 #    while its dependencies (AWS, the worker) are unreachable.
 #
-# Needs root, buildah and runc (scripts/tools.sh installs them). Where they
+# Needs root, buildah and runc (the image group of scripts/tools.sh). Where they
 # cannot run it prints "SKIPPED: <reason>" and exits 3 (the caller decides).
 set -euo pipefail
 
@@ -43,7 +43,7 @@ say() { echo "image-runtime: $*"; }
 
 [ "$(id -u)" = 0 ] || skip "needs root for buildah (vfs) and runc"
 for t in buildah runc cargo curl python3; do
-  command -v "$t" >/dev/null || skip "$t is not installed (scripts/tools.sh apt installs buildah and runc)"
+  command -v "$t" >/dev/null || skip "$t is not installed (scripts/tools.sh image checks for buildah, runc and musl-gcc)"
 done
 [ -f "$DOCKERFILE" ] || fail "no $DOCKERFILE"
 [ -f "$ROOT/$CRATE/Cargo.toml" ] || fail "no $CRATE/Cargo.toml: the $BIN crate is missing"
