@@ -1,5 +1,5 @@
 environment       = "prod"
-github_repository = "kantox-challenge/platform"
+github_repository = "OWNER/REPO"
 
 # aws eks describe-cluster --name CLUSTER --query cluster.identity.oidc.issuer
 eks_oidc_issuer_url = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
