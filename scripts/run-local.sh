@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local stack, one command (`make run`): a real AWS emulator (moto) seeded
 # with the demo data, the worker, and the edge over HTTP and HTTPS.
-# Ctrl-C stops everything this script started.
+# Ctrl-C (or SIGTERM) stops everything this script started and says so; when
+# a service dies by itself the script names it, shows the end of its log,
+# stops the rest and exits 1.
 #
 # Ports can be moved with environment variables (defaults in brackets):
 #   MOTO_PORT [5000]  AUX_PORT [8001]  AUX_ADMIN_PORT [9001]
@@ -13,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 RUN="$ROOT/.run/local"
 mkdir -p "$RUN"
-rm -f "$RUN/state"
+rm -f "$RUN/state" "$RUN/pids"
 
 MOTO_PORT=${MOTO_PORT:-5000}
 AUX_PORT=${AUX_PORT:-8001}
@@ -24,7 +26,12 @@ EDGE_ADMIN_PORT=${EDGE_ADMIN_PORT:-9000}
 PROFILE=${PROFILE:-dev}
 PREFIX=/kantox-challenge/dev
 
-say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
+# Bold only on a terminal: redirected output stays free of escape codes.
+if [ -t 1 ]; then
+  say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
+else
+  say() { printf '[run] %s\n' "$*"; }
+fi
 die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -32,8 +39,8 @@ for p in "$MOTO_PORT" "$AUX_PORT" "$AUX_ADMIN_PORT" "$EDGE_PORT" "$EDGE_TLS_PORT
   port_free "$p" || die "port $p on 127.0.0.1 is in use; stop what uses it or move it (see the top of $0)"
 done
 
-say "installing tools on first use (cached in .tools/)"
-scripts/tools.sh apt python
+say "checking the prerequisites; tools go into .tools/ on first use"
+scripts/tools.sh run
 
 with_edge=false
 [ -f edge/Cargo.toml ] && with_edge=true
@@ -43,20 +50,33 @@ profile_flag=(); target_dir=debug
 if [ "$PROFILE" = release ]; then profile_flag=(--release); target_dir=release; fi
 say "building ${packages[*]} ($PROFILE)"
 cargo build --locked "${profile_flag[@]}" "${packages[@]}"
-BIN="$ROOT/target/$target_dir"
+# Where cargo put them (CARGO_TARGET_DIR and cargo's configuration included).
+target=$(cargo metadata --format-version 1 --no-deps --offline |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$target/$target_dir"
 
 pids=()
+names=()
+# shellcheck disable=SC2317  # cleanup and on_signal run from the traps
 cleanup() {
   trap - INT TERM EXIT
   if [ ${#pids[@]} -gt 0 ]; then
-    say "stopping (pids ${pids[*]})"
+    say "stopping ${names[*]} (pids ${pids[*]})"
     kill -TERM "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
   fi
-  rm -f "$RUN/state"
+  rm -f "$RUN/state" "$RUN/pids"
   say "stopped"
 }
-trap cleanup INT TERM EXIT
+# shellcheck disable=SC2317
+on_signal() { # on_signal NAME STATUS
+  say "received $1: stopping everything this command started"
+  cleanup
+  exit "$2"
+}
+trap 'on_signal "SIGINT (Ctrl-C)" 130' INT
+trap 'on_signal SIGTERM 143' TERM
+trap cleanup EXIT
 
 wait_http() { # wait_http URL NAME PID
   for _ in $(seq 1 200); do
@@ -69,7 +89,7 @@ wait_http() { # wait_http URL NAME PID
 
 say "starting moto on 127.0.0.1:$MOTO_PORT and seeding the demo data"
 .tools/venv/bin/python scripts/moto_server.py --port "$MOTO_PORT" --seed >"$RUN/moto.log" 2>&1 &
-pids+=($!)
+pids+=($!); names+=(moto)
 for _ in $(seq 1 300); do
   grep -q '^listening' "$RUN/moto.log" 2>/dev/null && break
   kill -0 "${pids[0]}" 2>/dev/null || die "moto exited; see $RUN/moto.log"
@@ -84,7 +104,7 @@ env LISTEN_ADDR="127.0.0.1:$AUX_PORT" ADMIN_ADDR="127.0.0.1:$AUX_ADMIN_PORT" \
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
   SHUTDOWN_DRAIN_SECONDS=0 LOG_FORMAT=text RUST_LOG="${RUST_LOG:-info}" \
   "$BIN/aux-worker" >"$RUN/aux-worker.log" 2>&1 &
-pids+=($!)
+pids+=($!); names+=(aux-worker)
 wait_http "http://127.0.0.1:$AUX_ADMIN_PORT/readyz" aux-worker "${pids[-1]}"
 
 if $with_edge; then
@@ -92,9 +112,11 @@ if $with_edge; then
   if [ ! -f "$TLS/tls.crt" ]; then
     say "generating a local CA and a certificate for localhost in $TLS"
     mkdir -p "$TLS"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+    # P-256 keys through a parameter file: OpenSSL and macOS's LibreSSL alike.
+    openssl ecparam -name prime256v1 -out "$TLS/p256.pem"
+    openssl req -x509 -newkey "ec:$TLS/p256.pem" -nodes -days 825 \
       -subj "/CN=Local development CA" -keyout "$TLS/ca.key" -out "$TLS/ca.crt" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    openssl req -newkey "ec:$TLS/p256.pem" -nodes \
       -subj "/CN=localhost" -keyout "$TLS/tls.key" -out "$TLS/tls.csr" 2>/dev/null
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$TLS/ext.cnf"
     openssl x509 -req -in "$TLS/tls.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -CAcreateserial \
@@ -106,7 +128,7 @@ if $with_edge; then
     AUXILIARY_SERVICE_URL="http://127.0.0.1:$AUX_PORT" SERVICE_VERSION="${EDGE_VERSION:-0.1.0-local}" \
     SHUTDOWN_DRAIN_SECONDS=0 LOG_FORMAT=text RUST_LOG="${RUST_LOG:-info}" \
     "$BIN/edge" >"$RUN/edge.log" 2>&1 &
-  pids+=($!)
+  pids+=($!); names+=(edge)
   wait_http "http://127.0.0.1:$EDGE_ADMIN_PORT/readyz" edge "${pids[-1]}"
 fi
 
@@ -143,7 +165,20 @@ else
 EOF
 fi
 printf '\n  Press Ctrl-C to stop.\n'
+for i in "${!pids[@]}"; do echo "${names[$i]} ${pids[$i]}"; done >"$RUN/pids"
 echo "ready" >"$RUN/state"
-# Wait until a child exits or a signal arrives.
-wait -n "${pids[@]}" || true
-say "a process exited; see the logs in .run/local/"
+# Wait until a child exits or a signal arrives. A signal runs its trap (which
+# exits) as soon as this wait returns, so what follows is only reached when a
+# service ended by itself.
+rc=0
+wait -n "${pids[@]}" || rc=$?
+for i in "${!pids[@]}"; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    say "${names[$i]} exited by itself (status $rc); the end of .run/local/${names[$i]}.log:"
+    tail -n 15 "$RUN/${names[$i]}.log" | sed 's/^/    /'
+    unset 'pids[i]' 'names[i]'
+    pids=("${pids[@]}"); names=("${names[@]}")
+    break
+  fi
+done
+exit 1
