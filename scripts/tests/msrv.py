@@ -43,7 +43,9 @@ VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 def v(text):
-    return tuple(int(x) for x in text.split("."))
+    """1.88 and 1.88.0 compare equal."""
+    parts = [int(x) for x in str(text).split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def declared_version(cargo_toml):

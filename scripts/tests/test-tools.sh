@@ -33,7 +33,7 @@ TEST_ONLY="shellcheck buildah runc musl-gcc musl-tools testssl testssl.sh host b
 machine() {
   local bin="$WORK/$1" c; shift
   rm -rf "$bin"; mkdir -p "$bin"
-  for c in bash env sed grep awk cat head tail sort tr dirname basename paste; do
+  for c in bash env sed grep awk cat head tail sort tr dirname basename paste mkdir rm cp cut sha256sum flock uname ls; do
     ln -s "$(command -v "$c")" "$bin/$c"
   done
   for c in "$@"; do fake "$bin" "$c"; done
@@ -88,14 +88,17 @@ has() { grep -qF -- "$1" "$WORK/out"; }
 no_calls() { [ ! -s "$WORK/calls" ]; }
 
 echo "== the run group: only what running the stack needs"
+calls=$(grep -oE '^[^#]*scripts/tools\.sh [^|;&)]*' "$ROOT/scripts/run-local.sh" | sed 's/^ *//; s/ *$//' | sort -u | paste -sd ';' -)
+if [ "$calls" = "scripts/tools.sh run" ]; then ok "make run (scripts/run-local.sh) asks scripts/tools.sh for the run group only"; else bad "scripts/run-local.sh calls: '$calls', expected 'scripts/tools.sh run'"; fi
 got=$("$TOOLS_SH" requirements run 2>&1 | tr '\n' ' ' | sed 's/ $//') || true
 if [ "$got" = "$RUN_IDS" ]; then ok "run group prerequisites are exactly: $RUN_IDS"; else bad "run group prerequisites: expected '$RUN_IDS', got '$got'"; fi
 leaks=()
-for id in $("$TOOLS_SH" requirements run 2>/dev/null || true); do
+run_ids=$("$TOOLS_SH" requirements run 2>/dev/null) || run_ids=""
+for id in $run_ids; do
   line=$(awk -v id="$id" '$1 == id' <(sed -n "/^REQUIREMENTS='/,/^'/p" "$TOOLS_SH"))
   for t in $TEST_ONLY; do [[ " $line " == *" $t "* ]] && leaks+=("$id:$t"); done
 done
-if [ ${#leaks[@]} -eq 0 ] && [ -n "$got" ]; then ok "no run prerequisite names a test-only package"; else bad "run prerequisites name test-only packages: ${leaks[*]:-none listed}"; fi
+if [ ${#leaks[@]} -eq 0 ] && [ -n "$run_ids" ]; then ok "no run prerequisite names a test-only package"; else bad "run prerequisites name test-only packages: ${leaks[*]:-none listed}"; fi
 extra=$(grep -vE '^\s*(#|$)' "$ROOT/scripts/requirements-run.txt" 2>/dev/null | grep -vE '^(moto\[server\]|boto3)==' || true)
 if [ -f "$ROOT/scripts/requirements-run.txt" ] && [ -z "$extra" ]; then ok "the run venv holds moto and boto3 only"; else bad "the run venv pulls in more than moto and boto3: ${extra:-no scripts/requirements-run.txt}"; fi
 
@@ -116,8 +119,8 @@ if [ "$rc" != 0 ] && no_calls && has "sudo dnf install -y cmake"; then ok "cmake
 NO_APT=1 tools "$M" debian 0 --check-only run
 if [ "$rc" != 0 ] && no_calls && has "sudo apt-get install -y cmake"; then ok "cmake missing, as root on Debian with TOOLS_NO_APT=1: reports, never installs"; else bad "TOOLS_NO_APT=1 as root: exit $rc, calls: $(cat "$WORK/calls")"; show; fi
 tools "$M" debian 0 --check-only run
-announce=$(grep -n "installing them with apt-get" "$WORK/out" | head -n 1 | cut -d: -f1)
-called=$(grep -n "^CALLED apt-get install" "$WORK/out" | head -n 1 | cut -d: -f1)
+announce=$(grep -n "installing them with apt-get" "$WORK/out" | head -n 1 | cut -d: -f1 || true)
+called=$(grep -n "^CALLED apt-get install" "$WORK/out" | head -n 1 | cut -d: -f1 || true)
 if [ "$rc" = 0 ] && grep -q "^apt-get install .*cmake" "$WORK/calls" && [ -n "$announce" ] && [ -n "$called" ] && [ "$announce" -lt "$called" ] &&
   ! grep -qE "^apt-get install .*(shellcheck|buildah|runc|musl|testssl|slowhttptest|bind9)" "$WORK/calls"; then
   ok "cmake missing, as root on Debian: says so, then apt-get installs cmake and nothing a test needs"
