@@ -16,7 +16,7 @@ test: ## Run every test and check (what CI runs)
 bench: ## Benchmark the edge beside nginx, pinned to one core each (not part of test; writes docs/benchmarks.md)
 	@scripts/bench.sh
 
-tools: ## Install the pinned tools into .tools/ (done by run and test on demand)
+tools: ## Check every prerequisite and install the pinned tools into .tools/ (run and test do it on demand)
 	@scripts/tools.sh all
 
 fmt: ## Format the Rust code
@@ -26,5 +26,5 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-check-%: ## Run one check of the test command: rust, stack, manifests, argocd, terraform, monitoring, ci, api, faults
+check-%: ## Run one check of the test command: rust, stack, manifests, argocd, terraform, monitoring, ci, api, faults, setup
 	@scripts/test.sh $*
