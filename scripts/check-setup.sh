@@ -16,6 +16,9 @@
 #   repository   scripts/set-repository.py: argocd/apps/source.yaml, the runbook
 #                links and Terraform's github_repository agree; its self-test
 #                rewrites copies and breaks each place
+#   tf-snippets  terraform/README.md never exports TF_DATA_DIR and names the
+#                environment on every command of terraform/environment, and
+#                the per-environment data dirs are git-ignored
 #
 # Ends with "N passed, N failed".
 # Tools: run python
@@ -80,12 +83,40 @@ readme() {
   return "$ok"
 }
 
+# tf_snippets FILE: each environment command sets its own TF_DATA_DIR.
+tf_snippets() {
+  local bad
+  bad=$(grep -nE 'export +TF_DATA_DIR|^[^#]*terraform -chdir=terraform/environment' "$1" | grep -vE '^[0-9]+:[^#]*TF_DATA_DIR=[^ ]+ +terraform -chdir=terraform/environment' || true)
+  if [ -n "$bad" ]; then
+    echo "  FAIL $1: a TF_DATA_DIR left exported, or a terraform/environment command without its own TF_DATA_DIR:"
+    echo "       ${bad//$'\n'/$'\n'       }"
+    return 1
+  fi
+  echo "  ok   $1: every terraform/environment command sets its own TF_DATA_DIR"
+}
+terraform_readme() {
+  tf_snippets terraform/README.md || return 1
+  if git check-ignore -q terraform/environment/.terraform-dev/x; then
+    echo "  ok   terraform/environment/.terraform-dev/ is git-ignored"
+  else
+    echo "  FAIL .gitignore does not ignore terraform/environment/.terraform-<env>/"; return 1
+  fi
+  # shellcheck disable=SC2016  # $env is the README's own, not expanded here
+  sed 's/^  TF_DATA_DIR=.terraform-$env terraform/  terraform/; s/^for env in dev prod; do$/&\n  export TF_DATA_DIR=.terraform-$env/' \
+    terraform/README.md >"$WORK/tf-exported.md"
+  if tf_snippets "$WORK/tf-exported.md" >/dev/null; then
+    echo "  FAIL a copy that exports TF_DATA_DIR in the loop was accepted"; return 1
+  fi
+  echo "  ok   a copy that exports TF_DATA_DIR in the loop is rejected"
+}
+
 run tools bash scripts/tests/test-tools.sh
 run readme readme
 run msrv python scripts/tests/msrv.py
 run msrv-self-test python scripts/tests/msrv.py --self-test
 run repository python3 scripts/set-repository.py --check
 run repository-self-test python3 scripts/set-repository.py --self-test
+run tf-snippets terraform_readme
 
 echo
 [ $failed -eq 0 ] || echo "failed: ${failed_names[*]}"

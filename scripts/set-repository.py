@@ -156,7 +156,7 @@ def self_test():
         problems = check(root)
         url, rev = source(root)
         leftovers = [str(p.relative_to(root)) for p in files(root, SOURCE, *RULE_GLOBS, TFVARS_GLOB)
-                     if re.search(r"OWNER/REPO|blob/main/", p.read_text())]
+                     if re.search(r"^[^#]*(OWNER/REPO|blob/main/)", p.read_text(), re.M)]
         expect("set-repository.py acme-corp/kc-platform trunk: every place agrees on the new values",
                out.returncode == 0 and not problems and url == "https://github.com/acme-corp/kc-platform.git"
                and rev == "trunk" and not leftovers, (out.stderr.strip() or "; ".join(problems[:2]) or ", ".join(leftovers)))
