@@ -142,19 +142,42 @@ fi
 # Service mesh components (components/mesh-*): renders, schemas, policies.
 . "$TESTS/mesh-checks.sh"
 
-step "local overlay: the seed script against moto $(python -c 'import moto; print(moto.__version__)')"
+step "local overlay: the demo data of make run (scripts/demo-data.json), seeded into moto $(python -c 'import moto; print(moto.__version__)')"
+DEMO=scripts/demo-data.json
+if python "$TESTS/demo_data.py" rendered "$WORK/local.yaml" "$DEMO"; then
+  pass "the local overlay ships $DEMO and its prefix"
+else
+  fail "the local overlay's demo data differs from $DEMO"
+fi
+python - "$DEMO" "$WORK/demo-other.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["parameters"] = [p for p in d["parameters"] if not p["name"].endswith("/db/host")]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+expect_rejection demo_data.py "differs from" python "$TESTS/demo_data.py" rendered "$WORK/local.yaml" "$WORK/demo-other.json"
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 seed() {
   AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=local-emulator \
-    AWS_SECRET_ACCESS_KEY=local-emulator PARAMETER_PREFIX=/kantox-challenge/dev \
-    BUCKET=kantox-challenge-dev-bucket python "$MAN/overlays/local/seed.py"
+    AWS_SECRET_ACCESS_KEY=local-emulator PARAMETER_PREFIX="${SEED_PREFIX:-/kantox-challenge/dev}" \
+    python "$MAN/overlays/local/seed.py"
 }
 if seed && seed; then
   pass "seeded twice (idempotent)"
 else
   cat "$WORK/moto.log"; fail "seed.py against moto"
+fi
+if python "$TESTS/demo_data.py" seeded "http://127.0.0.1:$port" "$DEMO"; then
+  pass "moto holds every bucket and parameter of $DEMO (db/host, api-key as in the README)"
+else
+  fail "seed.py did not create the demo data of $DEMO"
+fi
+if SEED_PREFIX=/kantox-challenge/prod seed >"$WORK/seed-prefix.out" 2>&1; then
+  fail "seed.py accepted a PARAMETER_PREFIX other than the data's"
+else
+  pass "seed.py refuses a PARAMETER_PREFIX other than the data's ($(tail -n 1 "$WORK/seed-prefix.out"))"
 fi
 
 echo

@@ -1,8 +1,14 @@
 """Seed the in-cluster moto with the demo data the worker serves.
 
+The data is demo-data.json, the file `make run` seeds too (scripts/demo-data.json
+links to it), so the README's examples answer the same on both. It must be
+next to this script (the Job mounts both from one ConfigMap) or named by
+DEMO_DATA. Its prefix must be the worker's PARAMETER_PREFIX.
+
 Idempotent: creating what exists is not an error, so the Job can run again
 after a moto restart. Waits for moto to answer before writing.
 """
+import json
 import os
 import sys
 import time
@@ -10,16 +16,7 @@ import time
 import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-PREFIX = os.environ["PARAMETER_PREFIX"].rstrip("/")
-BUCKET = os.environ["BUCKET"]
-REGION = os.environ.get("AWS_REGION", "eu-west-1")
-
-PARAMETERS = [
-    ("param1", "String", "value-1"),
-    ("param2", "String", "value-2"),
-    ("feature/flags", "StringList", "search,cache,metrics"),
-    ("database/password", "SecureString", "not-a-real-password"),
-] + [(f"extra/param{i:02d}", "String", f"extra-value-{i}") for i in range(1, 13)]
+DATA_FILE = os.environ.get("DEMO_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo-data.json"))
 
 
 def wait_for_moto(s3, deadline_s=120):
@@ -35,27 +32,34 @@ def wait_for_moto(s3, deadline_s=120):
 
 
 def main():
-    s3 = boto3.client("s3", region_name=REGION)
-    ssm = boto3.client("ssm", region_name=REGION)
+    with open(DATA_FILE, encoding="utf-8") as f:
+        data = json.load(f)
+    prefix = data["prefix"].rstrip("/")
+    expected_prefix = os.environ.get("PARAMETER_PREFIX", prefix).rstrip("/")
+    if prefix != expected_prefix:
+        sys.exit(f"{DATA_FILE} seeds {prefix}, but the worker reads PARAMETER_PREFIX={expected_prefix}")
+    region = data["region"]
+    s3 = boto3.client("s3", region_name=region)
+    ssm = boto3.client("ssm", region_name=region)
     wait_for_moto(s3)
-    try:
-        s3.create_bucket(
-            Bucket=BUCKET,
-            CreateBucketConfiguration={"LocationConstraint": REGION},
-        )
-    except ClientError as err:
-        if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    for name, kind, value in PARAMETERS:
-        ssm.put_parameter(Name=f"{PREFIX}/{name}", Type=kind, Value=value, Overwrite=True)
+    for bucket in data["buckets"]:
+        try:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        except ClientError as err:
+            if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    for p in data["parameters"]:
+        ssm.put_parameter(Name=p["name"], Type=p["type"], Value=p["value"], Overwrite=True)
     count = 0
     for page in ssm.get_paginator("describe_parameters").paginate(
-        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [PREFIX + "/"]}]
+        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [prefix + "/"]}]
     ):
         count += len(page["Parameters"])
-    print(f"seeded bucket {BUCKET} and {count} parameters under {PREFIX}/")
-    if count < len(PARAMETERS):
-        sys.exit(f"expected {len(PARAMETERS)} parameters, found {count}")
+    under = sum(1 for p in data["parameters"] if not p.get("outside_prefix"))
+    print(f"seeded {len(data['buckets'])} buckets and {count} parameters under {prefix}/ "
+          f"(plus {len(data['parameters']) - under} outside it) from {os.path.basename(DATA_FILE)}")
+    if count < under:
+        sys.exit(f"expected {under} parameters under {prefix}/, found {count}")
 
 
 if __name__ == "__main__":
