@@ -43,7 +43,7 @@ PROJECT=kantox-challenge
 # kustomize image name -> ECR repository name (without the project prefix)
 IMAGES=(main-api auxiliary-service)
 
-die() { printf 'release: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'release: %s\n' "$1" >&2; exit "${2:-1}"; } # die MESSAGE [STATUS]
 log() { printf 'release: %s\n' "$*" >&2; }
 
 SEMVER_RE='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$'

@@ -64,8 +64,12 @@ for bad_ref in refs/tags/release/1.2.3 refs/tags/release/v1.2 refs/tags/release/
 done
 refuses "refuses a short SHA" "$RELEASE" plan refs/heads/main abc1234
 refuses "refuses an upper-case SHA" "$RELEASE" plan refs/heads/main "$(printf 'A%.0s' {1..40})"
-set +e; "$RELEASE" plan refs/tags/release/v1 "$SHA1" >/dev/null 2>&1; rc=$?; set -e
+set +e; msg=$("$RELEASE" plan refs/tags/release/v1 "$SHA1" 2>&1 >/dev/null); rc=$?; set -e
 eq "a malformed tag exits with status 2" 2 "$rc"
+eq "its message is the reason alone (no status appended)" \
+  "release: malformed release tag 'release/v1': expected release/vX.Y.Z" "$msg"
+set +e; msg=$(cd "$WORK" && "$RELEASE" bump dev "$SHA1" 2>&1 >/dev/null); rc=$?; set -e
+eq "an error with the default status ends with the reason too" "1 release: no manifests/overlays/dev/kustomization.yaml (run from the repository root)" "$rc $msg"
 
 # ---------------------------------------------------------------- repositories
 # make_repo DIR: a bare origin plus a clone with the overlay layout of the
