@@ -233,6 +233,14 @@ mod tests {
     }
 
     #[test]
+    fn method_not_allowed_names_every_allowed_method() {
+        let message = ErrorCode::MethodNotAllowed.default_message();
+        for method in ALLOWED_METHODS.split(", ") {
+            assert!(message.contains(method), "{message:?} omits {method}");
+        }
+    }
+
+    #[test]
     fn error_body_shape() {
         let body = error_body(
             ErrorCode::NotFound,
