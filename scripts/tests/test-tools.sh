@@ -31,10 +31,10 @@ TEST_ONLY="shellcheck buildah runc musl-gcc musl-tools testssl testssl.sh host b
 # machine NAME CMD...: a bin directory with the basic utilities the checker
 # uses, fakes for CMD..., and the recording package managers.
 machine() {
-  local bin="$WORK/$1" c; shift
+  local bin="$WORK/$1" c p; shift
   rm -rf "$bin"; mkdir -p "$bin"
   for c in bash env sed grep awk cat head tail sort tr dirname basename paste mkdir rm cp cut sha256sum flock uname ls; do
-    ln -s "$(command -v "$c")" "$bin/$c"
+    if p=$(command -v "$c"); then ln -s "$p" "$bin/$c"; fi
   done
   for c in "$@"; do fake "$bin" "$c"; done
   for c in apt-get dnf brew sudo; do
