@@ -52,7 +52,9 @@ log "building release binaries"
 cargo build --locked --release -q -p aux-worker -p edge
 
 log "running ($SECONDS_PER_RUN s per measurement)"
-"$ROOT/.tools/venv/bin/python" scripts/bench/bench.py --bin "$ROOT/target/release" \
+target=$(cargo metadata --format-version 1 --no-deps --offline |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$ROOT/.tools/venv/bin/python" scripts/bench/bench.py --bin "$target/release" \
   --nginx "$NGINX" --wrk "$WRK" --wrk-lib "$WRK_LIB" --out "$OUT" --seconds "$SECONDS_PER_RUN"
 "$BENCH_TOOLS/venv/bin/python" scripts/bench/report.py --results "$OUT/results.json" \
   --plot "$OUT/throughput.png" --markdown "${BENCH_MARKDOWN:-$ROOT/docs/benchmarks.md}"

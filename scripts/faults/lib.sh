@@ -11,7 +11,10 @@ STACK_PY="$STACK_ROOT/.tools/venv/bin/python"
 STACK_PREFIX=/kantox-challenge/dev
 STACK_PIDS=()
 STACK_DIR=${STACK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/stack.XXXXXX")}
-STACK_BIN=${STACK_BIN:-$STACK_ROOT/target/debug}
+# Where cargo builds (CARGO_TARGET_DIR and cargo's configuration included).
+STACK_TARGET=$(cd "$STACK_ROOT" && cargo metadata --format-version 1 --no-deps --offline |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+STACK_BIN=${STACK_BIN:-$STACK_TARGET/debug}
 
 say() { printf '[%s] %s\n' "${CHECK_NAME:-stack}" "$*"; }
 die() { printf '[%s] error: %s\n' "${CHECK_NAME:-stack}" "$*" >&2; exit 1; }

@@ -66,6 +66,9 @@ trap cleanup EXIT
 
 # ------------------------------------------------------------------ the binary
 cd "$ROOT"
+# Where cargo builds (CARGO_TARGET_DIR and cargo's configuration included).
+TARGET=$(cargo metadata --format-version 1 --no-deps --offline |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 static=no
 if command -v rustup >/dev/null && command -v musl-gcc >/dev/null; then
   if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
@@ -77,7 +80,7 @@ fi
 if [ "$static" = yes ]; then
   say "building $BIN for $MUSL (static, as in the real image)"
   cargo build --locked -q -p "$BIN" --bin "$BIN" --target "$MUSL"
-  bin="$ROOT/target/$MUSL/debug/$BIN"
+  bin="$TARGET/$MUSL/debug/$BIN"
   if ldd "$bin" 2>&1 | grep -qE 'not a dynamic executable|statically linked'; then
     say "$bin is statically linked"
   else
@@ -86,7 +89,7 @@ if [ "$static" = yes ]; then
 else
   say "NOTE: no $MUSL target or musl-gcc here: testing the host (glibc) binary with its ldd libraries copied into the image; the real image ships a static musl binary alone"
   cargo build --locked -q -p "$BIN" --bin "$BIN"
-  bin="$ROOT/target/debug/$BIN"
+  bin="$TARGET/debug/$BIN"
 fi
 [ -x "$bin" ] || fail "no binary at $bin"
 
