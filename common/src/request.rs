@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use arrayvec::ArrayString;
+
 /// Header carrying the request id, taken from the client or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -15,10 +17,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// UUID rather than echoed. Held inline (no heap allocation), since every
 /// request carries one.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RequestId {
-    len: u8,
-    bytes: [u8; MAX_REQUEST_ID_LEN],
-}
+pub struct RequestId(ArrayString<MAX_REQUEST_ID_LEN>);
 
 impl RequestId {
     pub fn from_header(value: Option<&[u8]>) -> Self {
@@ -31,7 +30,13 @@ impl RequestId {
             && value.iter().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'/')
             });
-        ok.then(|| Self::from_ascii(value))
+        if !ok {
+            return None;
+        }
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| ArrayString::from(s).ok())
+            .map(Self)
     }
 
     /// A new random (version 4) UUID, from a fast thread-local generator: a
@@ -40,23 +45,13 @@ impl RequestId {
         let bytes = fastrand::u128(..).to_le_bytes();
         let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let mut buf = uuid::Uuid::encode_buffer();
-        Self::from_ascii(uuid.hyphenated().encode_lower(&mut buf).as_bytes())
-    }
-
-    /// `value` is at most [`MAX_REQUEST_ID_LEN`] ASCII bytes.
-    fn from_ascii(value: &[u8]) -> Self {
-        let len = value.len().min(MAX_REQUEST_ID_LEN);
-        let mut bytes = [0u8; MAX_REQUEST_ID_LEN];
-        bytes[..len].copy_from_slice(&value[..len]);
-        Self {
-            len: len as u8,
-            bytes,
-        }
+        let text = uuid.hyphenated().encode_lower(&mut buf);
+        // 36 characters always fit.
+        Self(ArrayString::from(text).unwrap_or_default())
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        &self.0
     }
 }
 

@@ -7,6 +7,8 @@
 //! request arrives without one ([`resolve`]). Every access-log line carries
 //! the trace id.
 
+use arrayvec::ArrayString;
+
 /// The W3C trace-context header.
 pub const TRACEPARENT: &str = "traceparent";
 /// Vendor-specific W3C trace state; travels with `traceparent`.
@@ -40,7 +42,7 @@ const TRACEPARENT_LEN: usize = 55;
 /// A syntactically valid version-00 `traceparent`, held inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
-    raw: [u8; TRACEPARENT_LEN],
+    raw: ArrayString<TRACEPARENT_LEN>,
 }
 
 impl std::fmt::Debug for TraceParent {
@@ -60,10 +62,11 @@ fn nonzero(p: &[u8]) -> bool {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn write_hex(out: &mut [u8], value: u128, digits: usize) {
-    for (i, slot) in out[..digits].iter_mut().enumerate() {
-        let shift = 4 * (digits - 1 - i);
-        *slot = HEX[((value >> shift) & 0xf) as usize];
+/// Writes `bytes` as lower-case hex into `out` (twice as long).
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
 }
 
@@ -100,7 +103,12 @@ impl TraceParent {
             && is_lower_hex(&raw[36..52])
             && nonzero(&raw[36..52])
             && is_lower_hex(&raw[53..55]);
-        valid.then_some(Self { raw })
+        if !valid {
+            return None;
+        }
+        ArrayString::from_byte_string(&raw)
+            .ok()
+            .map(|raw| Self { raw })
     }
 
     /// A new trace: random trace and parent ids; `sampled` sets flag 01.
@@ -110,15 +118,17 @@ impl TraceParent {
 
     fn from_ids(trace_id: u128, parent_id: u64, sampled: bool) -> Self {
         let mut raw = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        write_hex(&mut raw[3..35], trace_id, 32);
-        write_hex(&mut raw[36..52], u128::from(parent_id), 16);
+        write_hex(&mut raw[3..35], &trace_id.to_be_bytes());
+        write_hex(&mut raw[36..52], &parent_id.to_be_bytes());
         raw[54] = if sampled { b'1' } else { b'0' };
-        Self { raw }
+        Self {
+            // Only ASCII was written.
+            raw: ArrayString::from_byte_string(&raw).unwrap_or_default(),
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored.
-        std::str::from_utf8(&self.raw).unwrap_or("")
+        &self.raw
     }
 
     pub fn trace_id(&self) -> &str {
@@ -126,7 +136,7 @@ impl TraceParent {
     }
 
     pub fn sampled(&self) -> bool {
-        self.raw[54] == b'1' || self.raw[54] == b'3'
+        matches!(self.raw.as_bytes()[54], b'1' | b'3')
     }
 }
 

@@ -44,6 +44,8 @@ pub struct Request<'a, H: Headers + ?Sized> {
     pub path: &'a str,
     pub headers: &'a H,
     pub client: Option<SocketAddr>,
+    /// When the request head was complete.
+    pub received: Instant,
 }
 
 /// A complete answer to one request, before it is put on the wire.
@@ -188,7 +190,7 @@ impl EdgeApp {
     pub async fn handle<H: Headers + ?Sized>(self: &Arc<Self>, req: &Request<'_, H>) -> Reply {
         let request_id = RequestId::from_header(req.headers.get(REQUEST_ID_HEADER));
         let (trace, _) = trace::resolve(|n| req.headers.get(n), self.trace_sample_ratio);
-        let now = Instant::now();
+        let now = req.received;
 
         // The hot path: a fresh entry under the path as written.
         if (*req.method == Method::GET || *req.method == Method::HEAD)

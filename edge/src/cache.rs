@@ -121,10 +121,14 @@ impl Expiry<String, Arc<Entry>> for UntilStale {
     }
 }
 
+/// Keys are normalised paths (validated names): a fast non-cryptographic
+/// hash with a per-process random seed is enough.
+type Hasher = foldhash::fast::RandomState;
+
 /// The cache shared by every request; cheap to clone.
 #[derive(Clone)]
 pub struct AnswerCache {
-    entries: Cache<String, Arc<Entry>>,
+    entries: Cache<String, Arc<Entry>, Hasher>,
     config: CacheConfig,
 }
 
@@ -142,7 +146,7 @@ impl AnswerCache {
         let entries = Cache::builder()
             .max_capacity(config.max_entries)
             .expire_after(UntilStale)
-            .build();
+            .build_with_hasher(Hasher::default());
         Self { entries, config }
     }
 

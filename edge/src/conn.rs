@@ -317,14 +317,22 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         return Err(HeadError::Malformed);
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed)?;
-    // Origin form (`/path?query`) or absolute form (`http://host/path`).
-    let path = match target.find("://") {
-        Some(i) => target[i + 3..]
-            .find('/')
-            .map_or("/", |j| &target[i + 3 + j..]),
-        None => target,
+    // Origin form (`/path?query`, the usual one) or absolute form
+    // (`http://host/path`).
+    let path = if target.starts_with('/') {
+        target
+    } else {
+        match target.find("://") {
+            Some(i) => target[i + 3..]
+                .find('/')
+                .map_or("/", |j| &target[i + 3 + j..]),
+            None => target,
+        }
     };
-    let path = path.split('?').next().unwrap_or(path);
+    let path = match path.bytes().position(|b| b == b'?') {
+        Some(q) => &path[..q],
+        None => path,
+    };
     let http10 = version == 0;
     let mut head = Head {
         len,
@@ -390,9 +398,10 @@ struct Exchange<'a> {
     client_closed: bool,
 }
 
-/// Counts an exchange and writes its access line.
-fn record(x: &Exchange<'_>) {
-    let elapsed = x.started.elapsed();
+/// Counts an exchange and writes its access line; returns when that was.
+fn record(x: &Exchange<'_>) -> Instant {
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(x.started);
     let class = if x.client_closed {
         labels::CLIENT_CLOSED
     } else {
@@ -420,6 +429,7 @@ fn record(x: &Exchange<'_>) {
             error: x.client_closed.then_some("client_closed"),
         });
     }
+    now
 }
 
 /// One HTTP/1 connection.
@@ -433,50 +443,52 @@ struct Connection<'a> {
     started: Instant,
 }
 
-/// What waiting for data on a connection produced.
-enum Read {
-    Data,
-    Closed,
-    TimedOut,
-    ShuttingDown,
-}
-
 impl Connection<'_> {
     async fn serve(self, mut stream: Stream) {
         let mut buf = ReadBuf::new();
         let mut first = true;
+        // Both watches are armed once per connection, not per request: the
+        // shutdown notification, and the idle timer, which is re-armed only
+        // when it fires (to the last activity plus the keep-alive timeout).
         let mut shutdown = self.shutdown.clone();
-        let sleep = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(sleep);
+        let shutdown_changed = shutdown.changed();
+        tokio::pin!(shutdown_changed);
+        let idle_timer = tokio::time::sleep(self.settings.keepalive_timeout);
+        tokio::pin!(idle_timer);
+        let mut last_active = self.started;
         loop {
-            // Wait for the next request's first byte: the header deadline on
-            // a new connection, the keep-alive timeout between requests.
-            let mut head_deadline = self.started + self.settings.header_read_timeout;
-            if buf.len == 0 {
-                let idle_until = if first {
-                    head_deadline
-                } else {
-                    Instant::now() + self.settings.keepalive_timeout
-                };
-                sleep.as_mut().reset(idle_until.into());
-                let idle = (!first).then_some(&mut shutdown);
-                match self
-                    .read_more(&mut stream, &mut buf, sleep.as_mut(), idle)
-                    .await
-                {
-                    Read::Data => {}
-                    Read::TimedOut if first => {
-                        metrics().client_header_timeouts.inc();
+            // Wait for the next request's first byte: within the header
+            // deadline on a new connection, the keep-alive timeout later.
+            let head_deadline = if first {
+                self.started + self.settings.header_read_timeout
+            } else {
+                if buf.len == 0 {
+                    let Some(spare) = buf.spare() else {
                         return;
+                    };
+                    let n = loop {
+                        tokio::select! {
+                            biased;
+                            r = stream.read(spare) => break r,
+                            () = idle_timer.as_mut() => {
+                                let until = last_active + self.settings.keepalive_timeout;
+                                if Instant::now() >= until {
+                                    return;
+                                }
+                                idle_timer.as_mut().reset(until.into());
+                            }
+                            _ = shutdown_changed.as_mut() => return,
+                        }
+                    };
+                    match n {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.len += n,
                     }
-                    _ => return,
                 }
-            }
-            if !first {
-                head_deadline = Instant::now() + self.settings.header_read_timeout;
-            }
-            // Read until the head is complete, by the deadline.
-            sleep.as_mut().reset(head_deadline.into());
+                Instant::now() + self.settings.header_read_timeout
+            };
+            // Read until the head is complete, by the deadline (a timer only
+            // while a head has not arrived whole).
             let head = loop {
                 match parse_head(buf.data()) {
                     Ok(Some(head)) => break head,
@@ -490,61 +502,28 @@ impl Connection<'_> {
                         return;
                     }
                 }
-                if buf.spare().is_none() {
+                let Some(spare) = buf.spare() else {
                     self.refuse(&mut stream, ErrorCode::HeaderTooLarge).await;
                     return;
-                }
-                match self
-                    .read_more(&mut stream, &mut buf, sleep.as_mut(), None)
-                    .await
-                {
-                    Read::Data => {}
-                    Read::TimedOut => {
+                };
+                let read = tokio::time::timeout_at(head_deadline.into(), stream.read(spare));
+                match read.await {
+                    Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(n)) => buf.len += n,
+                    Err(_) => {
                         metrics().client_header_timeouts.inc();
-                        self.refuse(&mut stream, ErrorCode::RequestTimeout).await;
+                        // A connection that never sent a byte is just closed.
+                        if buf.len > 0 {
+                            self.refuse(&mut stream, ErrorCode::RequestTimeout).await;
+                        }
                         return;
                     }
-                    _ => return,
                 }
             };
             first = false;
-            if !self.exchange(&mut stream, &mut buf, head).await {
-                return;
-            }
-        }
-    }
-
-    /// Reads into `buf` until data, close, the deadline, or (when waiting
-    /// idle between requests, with the service's shutdown watch) the end of
-    /// service.
-    async fn read_more(
-        &self,
-        stream: &mut Stream,
-        buf: &mut ReadBuf,
-        deadline: std::pin::Pin<&mut tokio::time::Sleep>,
-        idle: Option<&mut ShutdownWatch>,
-    ) -> Read {
-        let Some(spare) = buf.spare() else {
-            return Read::Data;
-        };
-        let n = match idle {
-            Some(shutdown) => tokio::select! {
-                biased;
-                r = stream.read(spare) => r,
-                () = deadline => return Read::TimedOut,
-                _ = shutdown.changed() => return Read::ShuttingDown,
-            },
-            None => tokio::select! {
-                biased;
-                r = stream.read(spare) => r,
-                () = deadline => return Read::TimedOut,
-            },
-        };
-        match n {
-            Ok(0) | Err(_) => Read::Closed,
-            Ok(n) => {
-                buf.len += n;
-                Read::Data
+            match self.exchange(&mut stream, &mut buf, head).await {
+                Some(done) => last_active = done,
+                None => return,
             }
         }
     }
@@ -585,8 +564,14 @@ impl Connection<'_> {
         });
     }
 
-    /// Serves one parsed request; `false` when the connection is to close.
-    async fn exchange(&self, stream: &mut Stream, buf: &mut ReadBuf, head: Head) -> bool {
+    /// Serves one parsed request; when the connection stays open, returns
+    /// when the answer went out.
+    async fn exchange(
+        &self,
+        stream: &mut Stream,
+        buf: &mut ReadBuf,
+        head: Head,
+    ) -> Option<Instant> {
         let started = Instant::now();
         let head_only = head.method == Method::HEAD;
         let (reply, fresh_bytes) = {
@@ -601,6 +586,7 @@ impl Connection<'_> {
                 path,
                 headers: &headers,
                 client: self.client,
+                received: started,
             };
             let answer = self.app.handle(&request);
             tokio::pin!(answer);
@@ -641,7 +627,7 @@ impl Connection<'_> {
                         http_version: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
                         client_closed: true,
                     });
-                    return false;
+                    return None;
                 }
             }
         };
@@ -663,7 +649,7 @@ impl Connection<'_> {
         .await;
         drop(out);
         let path = std::str::from_utf8(&buf.data()[head.path.0..head.path.1]).unwrap_or("");
-        record(&Exchange {
+        let done = record(&Exchange {
             route: reply.route,
             method: &head.method,
             path,
@@ -678,10 +664,10 @@ impl Connection<'_> {
             client_closed: written.is_err(),
         });
         if written.is_err() || close {
-            return false;
+            return None;
         }
         buf.consume(head.len);
-        true
+        Some(done)
     }
 }
 
@@ -713,6 +699,7 @@ impl HttpServerApp for H2App {
                 path: &path,
                 headers: &req.headers,
                 client,
+                received: started,
             })
             .await;
         let head_only = method == Method::HEAD;
