@@ -42,12 +42,26 @@ impl RequestId {
     /// A new random (version 4) UUID, from a fast thread-local generator: a
     /// request id needs to be unique, not secret.
     pub fn generate() -> Self {
-        let bytes = fastrand::u128(..).to_le_bytes();
-        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut buf = uuid::Uuid::encode_buffer();
-        let text = uuid.hyphenated().encode_lower(&mut buf);
-        // 36 characters always fit.
-        Self(ArrayString::from(text).unwrap_or_default())
+        let mut b = fastrand::u128(..).to_be_bytes();
+        b[6] = (b[6] & 0x0f) | 0x40; // version 4
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+        let mut text = *b"00000000-0000-0000-0000-000000000000";
+        for (range, bytes) in [
+            (0..8, 0..4),
+            (9..13, 4..6),
+            (14..18, 6..8),
+            (19..23, 8..10),
+            (24..36, 10..16),
+        ] {
+            crate::trace::write_hex(&mut text[range], &b[bytes]);
+        }
+        // Only ASCII was written, and 36 characters always fit.
+        Self(
+            std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| ArrayString::from(t).ok())
+                .unwrap_or_default(),
+        )
     }
 
     pub fn as_str(&self) -> &str {

@@ -63,7 +63,7 @@ fn nonzero(p: &[u8]) -> bool {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `bytes` as lower-case hex into `out` (twice as long).
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
+pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0xf)];

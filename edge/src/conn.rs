@@ -276,14 +276,14 @@ const KNOWN: [&str; 10] = [
 struct Head {
     len: usize,
     method: Method,
-    path: (usize, usize),
+    path: Span,
     http10: bool,
     /// The client asked for the connection to close (or, for HTTP/1.0, did
     /// not ask to keep it).
     close: bool,
     /// A request body follows (not read: the answer closes the connection).
     body: bool,
-    known: [Option<(usize, usize)>; KNOWN.len()],
+    known: [Option<Span>; KNOWN.len()],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,9 +292,21 @@ enum HeadError {
     TooLarge,
 }
 
-fn range_of(buf: &[u8], part: &[u8]) -> (usize, usize) {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    (start, start + part.len())
+/// Where a part of the head lies in the read buffer (heads are at most
+/// [`MAX_HEAD_BYTES`], so 16 bits are enough and the head stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span(u16, u16);
+
+impl Span {
+    fn of(buf: &[u8], part: &[u8]) -> Self {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        Span(start as u16, (start + part.len()) as u16)
+    }
+
+    fn in_buf(self, buf: &[u8]) -> &[u8] {
+        buf.get(usize::from(self.0)..usize::from(self.1))
+            .unwrap_or_default()
+    }
 }
 
 fn has_token(value: &[u8], token: &str) -> bool {
@@ -337,7 +349,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut head = Head {
         len,
         method,
-        path: range_of(buf, path.as_bytes()),
+        path: Span::of(buf, path.as_bytes()),
         http10,
         close: http10,
         body: false,
@@ -362,7 +374,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         } else if let Some(i) = KNOWN.iter().position(|k| name.eq_ignore_ascii_case(k))
             && head.known[i].is_none()
         {
-            head.known[i] = Some(range_of(buf, field.value));
+            head.known[i] = Some(Span::of(buf, field.value));
         }
     }
     Ok(Some(head))
@@ -371,13 +383,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
 /// The known headers of an HTTP/1 request, read from the buffer.
 struct H1Headers<'a> {
     buf: &'a [u8],
-    known: &'a [Option<(usize, usize)>; KNOWN.len()],
+    known: &'a [Option<Span>; KNOWN.len()],
 }
 
 impl Headers for H1Headers<'_> {
     fn get(&self, name: &str) -> Option<&[u8]> {
         let i = KNOWN.iter().position(|k| *k == name)?;
-        self.known[i].map(|(a, b)| &self.buf[a..b])
+        self.known[i].map(|span| span.in_buf(self.buf))
     }
 }
 
@@ -385,7 +397,8 @@ impl Headers for H1Headers<'_> {
 struct Exchange<'a> {
     route: &'static str,
     method: &'a Method,
-    path: &'a str,
+    /// Raw path bytes; read only when an access line is written.
+    path: &'a [u8],
     status: u16,
     cache: Option<CacheResult>,
     request_id: &'a str,
@@ -416,7 +429,7 @@ fn record(x: &Exchange<'_>) -> Instant {
     if access_log::enabled() {
         access_log::emit(&AccessLine {
             method: x.method.as_str(),
-            path: x.path,
+            path: std::str::from_utf8(x.path).unwrap_or("-"),
             route: x.route,
             status: if x.client_closed { 499 } else { x.status },
             duration: elapsed,
@@ -551,7 +564,7 @@ impl Connection<'_> {
         record(&Exchange {
             route: reply.route,
             method: &Method::GET,
-            path: "",
+            path: b"",
             status: reply.answer.status,
             cache: None,
             request_id: reply.request_id.as_str(),
@@ -576,7 +589,7 @@ impl Connection<'_> {
         let head_only = head.method == Method::HEAD;
         let (reply, fresh_bytes) = {
             let (request_bytes, free) = buf.split(head.len);
-            let path = std::str::from_utf8(&request_bytes[head.path.0..head.path.1]).unwrap_or("");
+            let path = std::str::from_utf8(head.path.in_buf(request_bytes)).unwrap_or("");
             let headers = H1Headers {
                 buf: request_bytes,
                 known: &head.known,
@@ -616,7 +629,7 @@ impl Connection<'_> {
                     record(&Exchange {
                         route: crate::app::plan(&head.method, path).0,
                         method: &head.method,
-                        path,
+                        path: path.as_bytes(),
                         status: 499,
                         cache: None,
                         request_id: "-",
@@ -648,11 +661,10 @@ impl Connection<'_> {
         }
         .await;
         drop(out);
-        let path = std::str::from_utf8(&buf.data()[head.path.0..head.path.1]).unwrap_or("");
         let done = record(&Exchange {
             route: reply.route,
             method: &head.method,
-            path,
+            path: head.path.in_buf(buf.data()),
             status: respond::status(&reply),
             cache: Some(reply.cache),
             request_id: reply.request_id.as_str(),
@@ -715,7 +727,7 @@ impl HttpServerApp for H2App {
         record(&Exchange {
             route: reply.route,
             method: &method,
-            path: &path,
+            path: path.as_bytes(),
             status: respond::status(&reply),
             cache: Some(reply.cache),
             request_id: reply.request_id.as_str(),
@@ -746,7 +758,7 @@ mod tests {
     fn heads_are_parsed_into_ranges() {
         let raw = b"GET /api/parameter/x?y=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\nConnection: keep-alive, Close\r\n\r\nGET /next";
         let head = parse_head(raw).unwrap().unwrap();
-        assert_eq!(&raw[head.path.0..head.path.1], b"/api/parameter/x");
+        assert_eq!(head.path.in_buf(raw), b"/api/parameter/x");
         assert_eq!(head.len, raw.len() - "GET /next".len());
         assert!(head.close && !head.body && !head.http10);
         let h = H1Headers {
@@ -772,7 +784,11 @@ mod tests {
         let h = parse_head(b"GET http://edge.example/parameters?x HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(h.path.1 - h.path.0, "/parameters".len());
+        assert_eq!(
+            h.path
+                .in_buf(b"GET http://edge.example/parameters?x HTTP/1.1\r\n\r\n"),
+            b"/parameters"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use service_common::request::REQUEST_ID_HEADER;
 use service_common::trace::TRACEPARENT;
 
 use crate::app::Reply;
+use crate::metrics::CacheResult;
 
 pub const X_CACHE: &str = "x-cache";
 const JSON: &str = "application/json";
@@ -70,6 +71,17 @@ pub enum Persistence {
     Close,
 }
 
+/// The status line and the headers every answer starts with, for the usual
+/// statuses (one copy instead of several).
+fn status_prefix(status: u16) -> Option<&'static [u8]> {
+    Some(match status {
+        200 => b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\ncontent-type: application/json\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n",
+        _ => return None,
+    })
+}
+
 /// Appends the whole HTTP/1.1 response (head, and the body unless `head`).
 pub fn write_h1(
     out: &mut Vec<u8>,
@@ -80,12 +92,17 @@ pub fn write_h1(
 ) {
     let status = status(reply);
     let answer = &reply.answer;
-    out.reserve(320 + answer.body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_num(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+    out.reserve(384 + answer.body.len());
+    match status_prefix(status) {
+        Some(prefix) => out.extend_from_slice(prefix),
+        None => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            push_num(out, u64::from(status));
+            out.push(b' ');
+            out.extend_from_slice(reason(status).as_bytes());
+            out.extend_from_slice(b"\r\ncontent-type: application/json\r\n");
+        }
+    }
     if status != 304 {
         out.extend_from_slice(b"content-length: ");
         push_num(out, answer.body.len() as u64);
@@ -93,10 +110,16 @@ pub fn write_h1(
     }
     out.extend_from_slice(b"date: ");
     clock::push_http_date(out);
-    out.extend_from_slice(b"\r\n");
-    push_header(out, REQUEST_ID_HEADER, reply.request_id.as_str().as_bytes());
-    push_header(out, TRACEPARENT, reply.trace.as_str().as_bytes());
-    push_header(out, X_CACHE, reply.cache.header().as_bytes());
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(reply.request_id.as_str().as_bytes());
+    out.extend_from_slice(b"\r\ntraceparent: ");
+    out.extend_from_slice(reply.trace.as_str().as_bytes());
+    out.extend_from_slice(match reply.cache {
+        CacheResult::Hit => b"\r\nx-cache: HIT\r\n",
+        CacheResult::Miss => b"\r\nx-cache: MISS\r\n",
+        CacheResult::Stale => b"\r\nx-cache: STALE\r\n",
+        CacheResult::Bypass => b"\r\nx-cache: BYPASS\r\n",
+    });
     if let Some(age) = reply.age {
         out.extend_from_slice(b"age: ");
         push_num(out, age);
@@ -106,8 +129,9 @@ pub fn write_h1(
         (Some(max_age), Some(etag)) => {
             out.extend_from_slice(b"cache-control: max-age=");
             push_num(out, max_age);
+            out.extend_from_slice(b"\r\netag: ");
+            out.extend_from_slice(etag.as_bytes());
             out.extend_from_slice(b"\r\n");
-            push_header(out, "etag", etag.as_bytes());
         }
         _ => out.extend_from_slice(b"cache-control: no-store\r\n"),
     }
@@ -122,12 +146,11 @@ pub fn write_h1(
     if let Some(v) = hsts {
         push_header(out, "strict-transport-security", v.as_bytes());
     }
-    match persistence {
-        Persistence::KeepAlive => {}
-        Persistence::KeepAliveAnnounced => out.extend_from_slice(b"connection: keep-alive\r\n"),
-        Persistence::Close => out.extend_from_slice(b"connection: close\r\n"),
-    }
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(match persistence {
+        Persistence::KeepAlive => b"\r\n",
+        Persistence::KeepAliveAnnounced => b"connection: keep-alive\r\n\r\n",
+        Persistence::Close => b"connection: close\r\n\r\n",
+    });
     if !head && status != 304 {
         out.extend_from_slice(&answer.body);
     }
