@@ -56,8 +56,9 @@ PYTHON_MIN=3.11
 NODE_MIN=18
 BASH_MIN=4.3
 
-# Debian packages extracted into .tools/root without installing them system-wide.
-EXTRACT_PACKAGES=(prometheus)
+# Debian packages extracted into .tools/root without installing them system-wide
+# (prometheus-alertmanager: amtool and Alertmanager for the monitoring check).
+EXTRACT_PACKAGES=(prometheus prometheus-alertmanager)
 
 # The system prerequisites, one per line:
 #   ID  GROUPS  APT  DNF  BREW  WHAT
