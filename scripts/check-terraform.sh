@@ -292,7 +292,7 @@ run_logged moto-dev-refresh tf moto-dev "$MOTO_TF/envs/dev" apply -refresh-only 
 # With the refreshed state (the parameter's new version recorded, no value:
 # Terraform keeps no copy to compare), a plan changes nothing: Terraform does
 # not revert the value.
-grep -q 'Refreshing state.*aws_ssm_parameter.secure\["api-token"\]' "$WORK/logs/moto-dev-refresh.log" ||
+grep -q 'aws_ssm_parameter.secure\["api-token"\]: Refreshing state' "$WORK/logs/moto-dev-refresh.log" ||
   die "the refresh did not read the SecureString parameter"
 if tf moto-dev "$MOTO_TF/envs/dev" plan -refresh=false -detailed-exitcode -no-color >"$WORK/logs/moto-dev-replan.log" 2>&1; then
   log "a SecureString set out of band: after a refresh, a plan of dev changes nothing (Terraform does not revert it): ok"

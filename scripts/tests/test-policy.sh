@@ -68,6 +68,7 @@ mutant "e2e not run when the Argo CD apps change" .github/workflows/e2e.yml '   
 mutant "e2e steps inline instead of the linted script" .github/workflows/e2e.yml "run: bash scripts/e2e-kind.sh
 " "run: kind create cluster
 "
+# shellcheck disable=SC2016 # the workflow text itself, not an expansion
 mutant "e2e with a secret" .github/workflows/e2e.yml 'KEEP_CLUSTER: "1"' 'KEEP_CLUSTER: ${{ secrets.KUBECONFIG }}'
 
 echo "$passed passed, $failed failed"
