@@ -288,19 +288,19 @@ endpoint, _, value = sys.argv[1:]
 ssm = boto3.client("ssm", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
 ssm.put_parameter(Name="/kantox-challenge/dev/api-token", Type="SecureString", Value=value, Overwrite=True)
 EOF
-run_logged moto-dev-refresh tf moto-dev "$MOTO_TF/envs/dev" apply -refresh-only -auto-approve -no-color
-# With the refreshed state (the parameter's new version recorded, no value:
-# Terraform keeps no copy to compare), a plan changes nothing: Terraform does
-# not revert the value.
-grep -q 'aws_ssm_parameter.secure\["api-token"\]: Refreshing state' "$WORK/logs/moto-dev-refresh.log" ||
-  die "the refresh did not read the SecureString parameter"
-if tf moto-dev "$MOTO_TF/envs/dev" plan -refresh=false -detailed-exitcode -no-color >"$WORK/logs/moto-dev-replan.log" 2>&1; then
-  log "a SecureString set out of band: after a refresh, a plan of dev changes nothing (Terraform does not revert it): ok"
-else
-  tail -n 30 "$WORK/logs/moto-dev-replan.log" >&2
-  die "after the out-of-band SecureString value, a plan of dev is not clean"
-fi
-"$PY" - "$ENDPOINT" "$STATE_BUCKET" "$SECRET_VALUE" <<'EOF' || die "a SecureString value reached the Terraform state"
+# Beside the next steps (the worker only reads the parameter).
+secret_check() {
+  tf moto-dev "$MOTO_TF/envs/dev" apply -refresh-only -auto-approve -no-color >"$WORK/logs/moto-dev-refresh.log" 2>&1 ||
+    { tail -n 30 "$WORK/logs/moto-dev-refresh.log"; echo "refresh of dev failed"; return 1; }
+  grep -q 'aws_ssm_parameter.secure\["api-token"\]: Refreshing state' "$WORK/logs/moto-dev-refresh.log" ||
+    { echo "the refresh did not read the SecureString parameter"; return 1; }
+  # With the refreshed state (the parameter's new version recorded, no value:
+  # Terraform keeps no copy to compare), a plan changes nothing: Terraform
+  # does not revert the value.
+  tf moto-dev "$MOTO_TF/envs/dev" plan -refresh=false -detailed-exitcode -no-color >"$WORK/logs/moto-dev-replan.log" 2>&1 ||
+    { tail -n 30 "$WORK/logs/moto-dev-replan.log"; echo "after the out-of-band SecureString value, a plan of dev is not clean"; return 1; }
+  echo "  ok   after a refresh, a plan of dev changes nothing (Terraform does not revert the value)"
+  "$PY" - "$ENDPOINT" "$STATE_BUCKET" "$SECRET_VALUE" <<'EOF'
 import sys, boto3
 endpoint, bucket, secret = sys.argv[1:]
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
@@ -309,6 +309,10 @@ leaks = [v for v in (secret, "placeholder-set-out-of-band") if v in state]
 print(f"  {'FAIL' if leaks else 'ok  '} the dev state ({len(state)} bytes, refreshed) holds neither the out-of-band value nor the write-only placeholder{': ' + str(leaks) if leaks else ''}")
 sys.exit(1 if leaks else 0)
 EOF
+}
+secret_check >"$WORK/logs/secret-check.log" 2>&1 &
+SECRET_PID=$!
+PIDS+=("$SECRET_PID")
 
 log "what exists in the emulator, against the outputs:"
 "$PY" terraform/tests/moto_checks.py deployed --endpoint "$ENDPOINT" --state-bucket "$STATE_BUCKET" \
@@ -346,6 +350,13 @@ log "pod role policies against the AWS calls in aux/src:"
   --policy "dev=$WORK/policy-dev.json:$(out dev parameter_prefix):$(bool dev)" \
   --policy "prod=$WORK/policy-prod.json:$(out prod parameter_prefix):$(bool prod)" ||
   die "the pod role policy does not match the worker's AWS calls"
+
+if ! wait "$SECRET_PID"; then
+  sed 's/^/    [secret] /' "$WORK/logs/secret-check.log" >&2
+  die "a SecureString value set out of band: reverted by Terraform or present in the state"
+fi
+cat "$WORK/logs/secret-check.log"
+log "a SecureString set out of band stays out of the state and is not reverted: ok"
 
 # --- 6. the worker reads what Terraform created --------------------------------
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |
