@@ -7,7 +7,9 @@
 #               (scripts/tests/workflow_policy.py), and mutations of copies
 #               that it must reject (scripts/tests/test-policy.sh)
 #   dockerfiles hadolint --failure-threshold warning on every Dockerfile
-#   scripts     shellcheck on the delivery scripts and their tests
+#   scripts     shellcheck on the delivery scripts, the end-to-end script and
+#               their tests; the README comparison of the end-to-end run
+#               (scripts/tests/readme_curls.py --self-test)
 #   release     scripts/release.sh against temporary git repositories and moto
 #   image-*     the runtime stage of aux/ and edge/Dockerfile built with buildah
 #               and run with runc: /healthz as UID 10001 on a read-only root
@@ -46,7 +48,7 @@ done
 mapfile -t workflows < <(find .github/workflows -maxdepth 1 -name '*.y*ml' | sort)
 mapfile -t dockerfiles < <(find . -path ./target -prune -o -path ./.tools -prune -o -path ./.git -prune -o \
   -name Dockerfile -type f -print | sort)
-mapfile -t scripts < <(printf '%s\n' scripts/check-ci.sh scripts/release.sh scripts/tests/*.sh | sort -u)
+mapfile -t scripts < <(printf '%s\n' scripts/check-ci.sh scripts/release.sh scripts/e2e-kind.sh scripts/tests/*.sh | sort -u)
 echo "workflows:   ${workflows[*]}"
 echo "dockerfiles: ${dockerfiles[*]}"
 echo "scripts:     ${scripts[*]}"
@@ -60,6 +62,10 @@ run policy python3 scripts/tests/workflow_policy.py "$ROOT"
 run policy-mutations bash scripts/tests/test-policy.sh
 run hadolint hadolint --failure-threshold warning "${dockerfiles[@]}"
 run shellcheck shellcheck "${scripts[@]}"
+# The end-to-end workflow runs on GitHub only (Docker, network); here: its
+# script is shellchecked above, and the README comparison it relies on is
+# self-tested (every example parsed, altered answers rejected).
+run e2e-readme python3 scripts/tests/readme_curls.py --self-test --readme README.md
 run release bash scripts/tests/test-release.sh
 if command -v kustomize >/dev/null; then
   run release-kustomize env TEST_KUSTOMIZE=kustomize bash scripts/tests/test-release.sh

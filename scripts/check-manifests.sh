@@ -64,8 +64,11 @@ render() { # render NAME DIR
   fi
 }
 render namespaces "$MAN/namespaces"
+render cluster-issuers "$MAN/cluster-issuers"
 render base "$MAN/base"
 for o in "${OVERLAYS[@]}"; do render "$o" "$MAN/overlays/$o"; done
+# prod with the EKS Pod Identity component instead of IRSA.
+render pod-identity "$TESTS/pod-identity"
 [ "$failures" -eq 0 ] || { echo "checks: rendering failed"; exit 1; }
 
 step "base images are the untagged names CI edits"
@@ -76,7 +79,7 @@ else
   fail "base images are '$base_images'"
 fi
 
-RENDERS=("$WORK/namespaces.yaml")
+RENDERS=("$WORK/namespaces.yaml" "$WORK/cluster-issuers.yaml" "$WORK/pod-identity.yaml")
 for o in "${OVERLAYS[@]}"; do RENDERS+=("$WORK/$o.yaml"); done
 
 step "core kinds: kubernetes-validate --strict, Kubernetes $KUBERNETES_VERSION"
@@ -105,7 +108,7 @@ while read -r id reason; do
 done <"$TESTS/checkov-skips.txt"
 skip_list=$(IFS=,; echo "${skips[*]}")
 mkdir -p "$WORK/checkov"
-for o in "${OVERLAYS[@]}"; do cp "$WORK/$o.yaml" "$WORK/checkov/$o.yaml"; done
+for o in "${OVERLAYS[@]}" pod-identity; do cp "$WORK/$o.yaml" "$WORK/checkov/$o.yaml"; done
 if checkov --skip-download --framework kubernetes --compact --quiet --skip-check "$skip_list" \
   -d "$WORK/checkov" >"$WORK/checkov.out" 2>&1; then
   grep -E 'Passed checks' "$WORK/checkov.out" || true
@@ -125,6 +128,7 @@ fi
 step "project policy (manifests/tests/policy.py)"
 if python "$TESTS/policy.py" namespaces "$WORK/namespaces.yaml"; then pass "namespaces policy"; else fail "namespaces policy"; fi
 expect_rejection "policy.py namespaces" "violations" python "$TESTS/policy.py" namespaces "$TESTS/fixtures/namespaces-weak.yaml"
+if python "$TESTS/policy.py" issuers "$WORK/cluster-issuers.yaml" "$WORK/prod.yaml"; then pass "cluster issuers policy"; else fail "cluster issuers policy"; fi
 for o in "${OVERLAYS[@]}"; do
   if python "$TESTS/policy.py" check --env "$o" --kustomization "$MAN/overlays/$o/kustomization.yaml" "$WORK/$o.yaml"; then
     pass "policy $o"
@@ -132,6 +136,12 @@ for o in "${OVERLAYS[@]}"; do
     fail "policy $o"
   fi
 done
+if python "$TESTS/policy.py" check --env prod --identity pod-identity \
+  --kustomization "$MAN/overlays/prod/kustomization.yaml" "$WORK/pod-identity.yaml"; then
+  pass "policy prod with the pod-identity component"
+else
+  fail "policy prod with the pod-identity component"
+fi
 if python "$TESTS/policy.py" self-test --fixtures "$TESTS/policy-mutations.yaml" \
   --kustomization-dir "$MAN/overlays" "$WORK"; then
   pass "every policy rule rejects its mutations"
@@ -181,6 +191,6 @@ else
 fi
 
 echo
-echo "manifests (overlays ${OVERLAYS[*]} and namespaces, Kubernetes $KUBERNETES_VERSION schemas):"
+echo "manifests (overlays ${OVERLAYS[*]}, prod with pod-identity, namespaces, cluster issuers; Kubernetes $KUBERNETES_VERSION schemas):"
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

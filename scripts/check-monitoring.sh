@@ -2,19 +2,21 @@
 # The monitoring check: renders monitoring/ with kustomize and validates it
 # (CRD schemas, unknown fields, labels, rules against docs/metrics.md,
 # dashboard), runs promtool check/test on every rule group, proves with
-# mutation tests that these checks reject broken copies, then scrapes the
+# mutation tests that these checks reject broken copies, checks the
+# Alertmanager routing of the kube-prometheus-stack values with amtool and a
+# real Alertmanager (monitoring/tests/alertmanager_test.py), then scrapes the
 # real services with a real Prometheus (monitoring/tests/scrape_test.py).
 # Tools: run python node kubectl prometheus
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-if ! command -v promtool >/dev/null || [ -z "${NODE_PATH:-}" ]; then
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || [ -z "${NODE_PATH:-}" ]; then
   # shellcheck disable=SC2046  # one word per group
   scripts/tools.sh $(scripts/tools.sh for-checks monitoring)
   eval "$(scripts/tools.sh env)"
 fi
-for tool in kubectl node promtool prometheus kubernetes-validate python; do
+for tool in kubectl node promtool prometheus amtool prometheus-alertmanager unshare kubernetes-validate python; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found on PATH" >&2; exit 1; }
 done
 
@@ -84,6 +86,10 @@ cp monitoring/tests/rules/*.test.yaml "$WORK/out/"
 step "mutations: each check rejects a copy broken on purpose"
 python monitoring/tests/mutations.py --root "$ROOT" --rendered "$WORK/rendered.yaml" --out "$WORK/out" \
   --overlays "${overlays[@]}"
+
+step "Alertmanager: amtool check-config, routes, inhibition on a real Alertmanager (argocd/apps kube-prometheus-stack values)"
+mkdir -p "$WORK/alertmanager"
+python monitoring/tests/alertmanager_test.py --root "$ROOT" --rendered-rules "$WORK/rendered.yaml" --work "$WORK/alertmanager"
 
 step "real scrape: services, Prometheus, queries"
 if ! wait "$BUILD_PID"; then

@@ -2,18 +2,22 @@
 # Terraform check: everything under terraform/, offline.
 #
 #   1. terraform fmt -check; init -backend=false and validate of every root
-#      (bootstrap, shared, environment) with the committed lock files.
+#      (bootstrap, shared, envs/dev, envs/prod) with the committed lock files;
+#      the environments' layout (tests/layout_check.py, with its self-test).
 #   2. terraform test (mocked provider) in every module and root that has tests.
 #   3. checkov on terraform/ (every skip is inline, with its reason).
 #      Steps 1 (after fmt) to 3 run in the background beside step 4.
 #   4. An emulator run: moto on 127.0.0.1, apply bootstrap (local state), then
 #      shared, dev and prod with the S3 backend and lock files in the state
-#      bucket; a held lock must block a plan; moto_checks.py compares what
-#      exists with the outputs.
+#      bucket; a held lock must block a plan; prod's root planned against
+#      dev's state must fail on the environment guard; a SecureString value
+#      set out of band must not reach the state after a refresh;
+#      moto_checks.py compares what exists with the outputs.
 #   5. The pod role policies against the AWS calls in aux/src
 #      (policy_matches_code.py, with its self-test).
 #   6. The aux-worker binary against the same emulator reads the dev
-#      parameters Terraform created, over HTTP.
+#      parameters Terraform created, over HTTP, and with the dev overlay's
+#      S3_BUCKET_PREFIX lists dev's bucket only (no state bucket, no account id).
 #
 # The AWS provider comes from a local filesystem mirror when the machine has
 # one (a folder holding registry.terraform.io/hashicorp/aws/...), otherwise
@@ -133,9 +137,13 @@ PIDS+=("$BUILD_PID")
 log "terraform fmt -check -recursive terraform/"
 terraform fmt -check -recursive -diff "$TFDIR" || die "terraform fmt: run 'terraform fmt -recursive terraform'"
 
-ROOTS=(bootstrap shared environment)
-MODULES=(modules/s3 modules/ssm modules/ecr modules/iam)
-TESTED=("${MODULES[@]}" bootstrap environment)
+log "environments layout: tests/layout_check.py (and its self-test)"
+"$PY" terraform/tests/layout_check.py --self-test "$TFDIR" | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || die "terraform/envs layout"
+
+ROOTS=(bootstrap shared envs/dev envs/prod)
+MODULES=(modules/s3 modules/ssm modules/ecr modules/iam modules/environment)
+TESTED=("${MODULES[@]}" bootstrap)
 static_checks() {
   local d
   for d in "${ROOTS[@]}" "${MODULES[@]}"; do
@@ -144,7 +152,7 @@ static_checks() {
   done
   for d in "${ROOTS[@]}"; do
     echo "validate $d"
-    tf "$d" "$TFDIR/$d" validate -no-color || { echo "validate failed in $d"; return 1; }
+    tf "${d//\//-}" "$TFDIR/$d" validate -no-color || { echo "validate failed in $d"; return 1; }
   done
   for d in "${TESTED[@]}"; do
     echo "test $d"
@@ -222,11 +230,10 @@ run_logged moto-shared-init tf moto-shared "$MOTO_TF/shared" init -lockfile=read
 run_logged moto-shared-apply tf moto-shared "$MOTO_TF/shared" apply -auto-approve -no-color
 tf moto-shared "$MOTO_TF/shared" output -json >"$WORK/out-shared.json"
 
-apply_env() { # apply_env ENV
-  tf "moto-$1" "$MOTO_TF/environment" init -lockfile=readonly -no-color \
-    -backend-config="envs/$1.s3.tfbackend" -backend-config="$WORK/moto.s3.tfbackend" &&
-    tf "moto-$1" "$MOTO_TF/environment" apply -auto-approve -no-color -var-file="envs/$1.tfvars" &&
-    tf "moto-$1" "$MOTO_TF/environment" output -json >"$WORK/out-$1.json"
+apply_env() { # apply_env ENV: the environment's own root, its own state key
+  tf "moto-$1" "$MOTO_TF/envs/$1" init -lockfile=readonly -no-color -backend-config="$WORK/moto.s3.tfbackend" &&
+    tf "moto-$1" "$MOTO_TF/envs/$1" apply -auto-approve -no-color &&
+    tf "moto-$1" "$MOTO_TF/envs/$1" output -json >"$WORK/out-$1.json"
 }
 log "apply dev and prod (one state each) in parallel"
 apply_env dev >"$WORK/logs/moto-dev.log" 2>&1 &
@@ -260,10 +267,64 @@ for e in dev:$DEV_PID prod:$PROD_PID; do
   log "apply ${e%%:*}: $(grep -o 'Resources: [0-9]* added' "$WORK/logs/moto-${e%%:*}.log" || echo 'applied')"
 done
 
+# dev and prod cannot be confused: prod's configuration initialised onto
+# dev's state (an explicit -backend-config=key override) must not plan.
+cross_env() {
+  tf moto-cross "$MOTO_TF/envs/prod" init -lockfile=readonly -no-color -backend-config="$WORK/moto.s3.tfbackend" \
+    -backend-config="key=dev/terraform.tfstate" >/dev/null &&
+    ! tf moto-cross "$MOTO_TF/envs/prod" plan -lock=false -no-color -input=false &&
+    echo "expected failure above"
+}
+cross_env >"$WORK/logs/moto-cross.log" 2>&1 &
+CROSS_PID=$!
+PIDS+=("$CROSS_PID")
+
+# A SecureString value set out of band stays out of the state, and Terraform
+# does not revert it: refresh dev and read the state object itself.
+SECRET_VALUE="out-of-band-$(date +%s)-$RANDOM"
+"$PY" - "$ENDPOINT" put "$SECRET_VALUE" <<'EOF'
+import sys, boto3
+endpoint, _, value = sys.argv[1:]
+ssm = boto3.client("ssm", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
+ssm.put_parameter(Name="/kantox-challenge/dev/api-token", Type="SecureString", Value=value, Overwrite=True)
+EOF
+# Beside the next steps (the worker only reads the parameter).
+secret_check() {
+  tf moto-dev "$MOTO_TF/envs/dev" apply -refresh-only -auto-approve -no-color >"$WORK/logs/moto-dev-refresh.log" 2>&1 ||
+    { tail -n 30 "$WORK/logs/moto-dev-refresh.log"; echo "refresh of dev failed"; return 1; }
+  grep -q 'aws_ssm_parameter.secure\["api-token"\]: Refreshing state' "$WORK/logs/moto-dev-refresh.log" ||
+    { echo "the refresh did not read the SecureString parameter"; return 1; }
+  # With the refreshed state (the parameter's new version recorded, no value:
+  # Terraform keeps no copy to compare), a plan changes nothing: Terraform
+  # does not revert the value.
+  tf moto-dev "$MOTO_TF/envs/dev" plan -refresh=false -detailed-exitcode -no-color >"$WORK/logs/moto-dev-replan.log" 2>&1 ||
+    { tail -n 30 "$WORK/logs/moto-dev-replan.log"; echo "after the out-of-band SecureString value, a plan of dev is not clean"; return 1; }
+  echo "  ok   after a refresh, a plan of dev changes nothing (Terraform does not revert the value)"
+  "$PY" - "$ENDPOINT" "$STATE_BUCKET" "$SECRET_VALUE" <<'EOF'
+import sys, boto3
+endpoint, bucket, secret = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
+state = s3.get_object(Bucket=bucket, Key="dev/terraform.tfstate")["Body"].read().decode()
+leaks = [v for v in (secret, "placeholder-set-out-of-band") if v in state]
+print(f"  {'FAIL' if leaks else 'ok  '} the dev state ({len(state)} bytes, refreshed) holds neither the out-of-band value nor the write-only placeholder{': ' + str(leaks) if leaks else ''}")
+sys.exit(1 if leaks else 0)
+EOF
+}
+secret_check >"$WORK/logs/secret-check.log" 2>&1 &
+SECRET_PID=$!
+PIDS+=("$SECRET_PID")
+
 log "what exists in the emulator, against the outputs:"
 "$PY" terraform/tests/moto_checks.py deployed --endpoint "$ENDPOINT" --state-bucket "$STATE_BUCKET" \
   --shared "$WORK/out-shared.json" --env "dev=$WORK/out-dev.json" --env "prod=$WORK/out-prod.json" ||
   die "emulator state differs from the configuration"
+
+if ! wait "$CROSS_PID" || ! grep -q "Instance cannot be destroyed" "$WORK/logs/moto-cross.log" ||
+  ! grep -q "environment_guard" "$WORK/logs/moto-cross.log"; then
+  tail -n 30 "$WORK/logs/moto-cross.log" | sed 's/^/    [moto-cross] /' >&2
+  die "prod's configuration planned against dev's state was not stopped by the environment guard"
+fi
+log "prod's root planned against dev's state (key override): refused by terraform_data.environment_guard (prevent_destroy): ok"
 
 # --- 1 to 3: results ---------------------------------------------------------
 if ! wait "$STATIC_PID"; then
@@ -290,6 +351,13 @@ log "pod role policies against the AWS calls in aux/src:"
   --policy "prod=$WORK/policy-prod.json:$(out prod parameter_prefix):$(bool prod)" ||
   die "the pod role policy does not match the worker's AWS calls"
 
+if ! wait "$SECRET_PID"; then
+  sed 's/^/    [secret] /' "$WORK/logs/secret-check.log" >&2
+  die "a SecureString value set out of band: reverted by Terraform or present in the state"
+fi
+cat "$WORK/logs/secret-check.log"
+log "a SecureString set out of band stays out of the state and is not reverted: ok"
+
 # --- 6. the worker reads what Terraform created --------------------------------
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null |
   "$PY" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' || echo "$ROOT/target")
@@ -299,7 +367,22 @@ LISTEN_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 PREFIX=$(out dev parameter_prefix)
 EXPOSE=$(bool dev)
-env PARAMETER_PREFIX="$PREFIX" LISTEN_ADDR="127.0.0.1:$LISTEN_PORT" ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
+# The bucket filter the overlays give the worker is the prefix Terraform
+# names the environment's buckets with.
+overlay_bucket_prefix() {
+  kubectl kustomize "manifests/overlays/$1" | "$PY" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"].startswith("auxiliary-service-config"):
+        print(d["data"].get("S3_BUCKET_PREFIX", ""))'
+}
+for e in dev prod; do
+  [ "$(overlay_bucket_prefix "$e")" = "$(out "$e" bucket_name_prefix)" ] ||
+    die "manifests/overlays/$e S3_BUCKET_PREFIX '$(overlay_bucket_prefix "$e")' is not Terraform's bucket_name_prefix '$(out "$e" bucket_name_prefix)'"
+done
+BUCKET_FILTER=$(overlay_bucket_prefix dev)
+log "S3_BUCKET_PREFIX of the dev and prod overlays = Terraform's bucket_name_prefix ($BUCKET_FILTER, $(out prod bucket_name_prefix))"
+env PARAMETER_PREFIX="$PREFIX" S3_BUCKET_PREFIX="$BUCKET_FILTER" LISTEN_ADDR="127.0.0.1:$LISTEN_PORT" ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
   AWS_ENDPOINT_URL="$ENDPOINT" AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
   EXPOSE_SECURE_PARAMETERS="$EXPOSE" SERVICE_VERSION=terraform-check LOG_FORMAT=text \
   "$WORKER" >"$WORK/logs/worker.log" 2>&1 &
@@ -311,10 +394,12 @@ API="http://127.0.0.1:$LISTEN_PORT"
 curl -fsS "$API/parameters" >"$WORK/worker-parameters.json" || die "GET /parameters"
 curl -fsS "$API/parameter/param1" >"$WORK/worker-param1.json" || die "GET /parameter/param1"
 SECURE_STATUS=$(curl -sS -o "$WORK/worker-secure.json" -w '%{http_code}' "$API/parameter/api-token") || die "GET /parameter/api-token"
-tf moto-dev "$MOTO_TF/environment" show -json >"$WORK/state-dev.json"
-"$PY" - "$WORK" "$SECURE_STATUS" <<'EOF' || die "the worker does not return what Terraform created"
+curl -fsS "$API/s3-buckets" >"$WORK/worker-buckets.json" || die "GET /s3-buckets"
+ACCOUNT_ID=$("$PY" -c 'import sys, boto3; print(boto3.client("sts", endpoint_url=sys.argv[1], region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test").get_caller_identity()["Account"])' "$ENDPOINT")
+tf moto-dev "$MOTO_TF/envs/dev" show -json >"$WORK/state-dev.json"
+"$PY" - "$WORK" "$SECURE_STATUS" "$SECRET_VALUE" "$STATE_BUCKET" "$ACCOUNT_ID" <<'EOF' || die "the worker does not return what Terraform created"
 import json, sys
-work, secure_status = sys.argv[1], int(sys.argv[2])
+work, secure_status, secret, state_bucket, account = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 load = lambda name: json.load(open(f"{work}/{name}"))
 outputs = {k: v["value"] for k, v in load("out-dev.json").items()}
 state = load("state-dev.json")
@@ -348,8 +433,18 @@ if outputs["expose_secure_parameters"]:
     expect(secure_status == 200 and secure.get("type") == "SecureString" and secure.get("value") == "placeholder-set-out-of-band",
            "GET /parameter/api-token decrypts the SecureString written by Terraform (write-only placeholder)")
 else:
-    expect(secure_status == 403 and "placeholder" not in json.dumps(secure),
+    expect(secure_status == 403 and "placeholder" not in json.dumps(secure) and secret not in json.dumps(secure),
            f"GET /parameter/api-token is refused (HTTP {secure_status}) without revealing the SecureString value")
+buckets = load("worker-buckets.json")
+prod = {k: v["value"] for k, v in load("out-prod.json").items()}
+expect(buckets.get("buckets") == [outputs["bucket_name"]],
+       f"GET /s3-buckets with S3_BUCKET_PREFIX={outputs['bucket_name_prefix']} lists dev's bucket only: {buckets.get('buckets')}")
+body = json.dumps(buckets)
+expect(state_bucket not in body and prod["bucket_name"] not in body and account not in body,
+       f"the answer names neither the state bucket, nor prod's bucket, nor the account id {account}")
+expect(outputs["bucket_name"].startswith(outputs["bucket_name_prefix"]) and len(outputs["bucket_name"]) > len(outputs["bucket_name_prefix"]) + 8
+       and account not in outputs["bucket_name"],
+       f"the application bucket {outputs['bucket_name']} has a generated unique suffix, not the account id")
 sys.exit(1 if failures else 0)
 EOF
 

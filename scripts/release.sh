@@ -15,13 +15,26 @@
 #       The commit whose images a release of SHA promotes: SHA itself, or, when
 #       SHA only bumps overlays (the pipeline's own "[skip ci]" commits, which
 #       build nothing), its nearest first-parent ancestor that changes more.
+#   scripts/release.sh bump dev SHA
+#       Points the images of manifests/overlays/dev at REGISTRY/kantox-challenge/
+#       <repo>:SHA (kustomize edit set image). Prints "changed" or "unchanged".
+#   scripts/release.sh pin vX.Y.Z
+#       Pins prod to a release: sets the version in argocd/apps/release-prod.yaml,
+#       from which the Argo CD Application services-prod takes its revision
+#       (the tag release/vX.Y.Z: the manifests as they were at the release)
+#       and its images (vX.Y.Z). Prints "changed" or "unchanged". A version
+#       below the pinned one changes nothing (no rollback by a late run).
 #   scripts/release.sh bump ENV TAG
-#       Points the images of manifests/overlays/ENV at REGISTRY/kantox-challenge/
-#       <repo>:TAG (kustomize edit set image). Prints "changed" or "unchanged".
+#       bump dev SHA, or pin vX.Y.Z for prod.
 #   scripts/release.sh publish ENV TAG
-#       bump on top of the newest origin/main, commit "[skip ci]", push; on a
-#       rejected push fetch again, re-apply the bump on the new tip and retry.
-#       Nothing to commit is a success (a re-run is a no-op).
+#       bump (dev) or pin (prod) on top of the newest origin/main, commit
+#       "[skip ci]", push; on a rejected push fetch again, re-apply on the new
+#       tip and retry. Nothing to commit is a success (a re-run is a no-op).
+#   scripts/release.sh render-prod [VERSION]
+#       Prints what prod runs, rendered as Argo CD renders it: the prod overlay
+#       at the tag release/VERSION (default: the pinned version) with the
+#       images of services-prod applied. Needs the tag locally and kubectl or
+#       kustomize.
 #   scripts/release.sh image-digest REPO TAG
 #       Prints the digest of REPO:TAG in ECR, or fails when it does not exist.
 #   scripts/release.sh promote REPO SOURCE_TAG NEW_TAG
@@ -42,6 +55,10 @@ set -euo pipefail
 PROJECT=kantox-challenge
 # kustomize image name -> ECR repository name (without the project prefix)
 IMAGES=(main-api auxiliary-service)
+# What prod runs: the release pin read by argocd/apps (services-prod).
+RELEASE_PIN=argocd/apps/release-prod.yaml
+# The pipeline's own commits: they build nothing.
+PIPELINE_PATHS='^(manifests/overlays/|argocd/apps/release-prod\.yaml$)'
 
 die() { printf 'release: %s\n' "$1" >&2; exit "${2:-1}"; } # die MESSAGE [STATUS]
 log() { printf 'release: %s\n' "$*" >&2; }
@@ -92,8 +109,8 @@ cmd_source_commit() {
   for ((n = 0; n < 100; n++)); do
     git rev-parse -q --verify "$c^" >/dev/null || break
     files=$(git diff --name-only "$c^" "$c")
-    if [ -z "$files" ] || grep -qv '^manifests/overlays/' <<<"$files"; then break; fi
-    log "$c only changes overlays: its code is that of its parent"
+    if [ -z "$files" ] || grep -qvE "$PIPELINE_PATHS" <<<"$files"; then break; fi
+    log "$c only changes overlays or the release pin: its code is that of its parent"
     c=$(git rev-parse "$c^")
   done
   echo "$c"
@@ -197,10 +214,47 @@ for i in doc.get("images") or []:
 PY
 }
 
+# version_lt A B: A is a lower vX.Y.Z than B
+version_lt() {
+  [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "${1#v}" "${2#v}" | sort -t. -k1,1n -k2,2n -k3,3n | head -n1)" = "${1#v}" ]
+}
+
+cmd_pin() {
+  [ $# -eq 1 ] || die "usage: pin vX.Y.Z" 2
+  local version=$1 current
+  tag_for_env prod "$version"
+  [ -f "$RELEASE_PIN" ] || die "no $RELEASE_PIN (run from the repository root)"
+  current=$(python3 - "$RELEASE_PIN" <<'PY'
+import sys, yaml
+print((yaml.safe_load(open(sys.argv[1], encoding="utf-8")).get("data") or {}).get("version", ""))
+PY
+)
+  if [ "$current" = "$version" ]; then echo unchanged; return 0; fi
+  if is_version "$current" && version_lt "$version" "$current"; then
+    log "prod is pinned to $current, newer than $version: not rolling back (edit $RELEASE_PIN in a pull request to roll back)"
+    echo unchanged
+    return 0
+  fi
+  # A line edit keeps the file's comments; the result is parsed to verify it.
+  python3 - "$RELEASE_PIN" "$version" <<'PY'
+import re, sys, yaml
+path, version = sys.argv[1:3]
+text = open(path, encoding="utf-8").read()
+new, n = re.subn(r"(?m)^(  version:[ \t]*)\S+[ \t]*$", lambda m: m.group(1) + version, text)
+doc = yaml.safe_load(new)
+if n != 1 or doc.get("data", {}).get("version") != version:
+    sys.exit(f"{path}: could not set data.version to {version}")
+open(path, "w", encoding="utf-8").write(new)
+PY
+  log "prod pinned to $version (was ${current:-none})"
+  echo changed
+}
+
 cmd_bump() {
   [ $# -eq 2 ] || die "usage: bump ENV TAG" 2
   local env=$1 tag=$2 dir reg k file before after
   tag_for_env "$env" "$tag"
+  if [ "$env" = prod ]; then cmd_pin "$tag"; return; fi
   dir="manifests/overlays/$env"
   file="$dir/kustomization.yaml"
   [ -f "$file" ] || die "no $file (run from the repository root)"
@@ -238,16 +292,18 @@ cmd_publish() {
   local env=$1 tag=$2 remote=${REMOTE:-origin} branch=${BRANCH:-main}
   local attempts=${PUSH_ATTEMPTS:-5} n result
   tag_for_env "$env" "$tag"
+  local changes="manifests/overlays/$env"
+  [ "$env" = prod ] && changes=$RELEASE_PIN
   for ((n = 1; n <= attempts; n++)); do
     git fetch -q "$remote" "+refs/heads/$branch:refs/remotes/$remote/$branch"
     git checkout -q -B "deploy-$env" "$remote/$branch"
     result=$(cmd_bump "$env" "$tag")
-    if [ "$result" = unchanged ] || git diff --quiet -- "manifests/overlays/$env"; then
+    if [ "$result" = unchanged ] || git diff --quiet -- "$changes"; then
       log "$env already at $tag on $remote/$branch: nothing to push"
       return 0
     fi
-    git add -- "manifests/overlays/$env"
-    git commit -q -m "deploy($env): $tag [skip ci]" -- "manifests/overlays/$env"
+    git add -- "$changes"
+    git commit -q -m "deploy($env): $tag [skip ci]" -- "$changes"
     if git push -q "$remote" "HEAD:refs/heads/$branch"; then
       log "pushed $env -> $tag to $remote/$branch ($(git rev-parse --short HEAD))"
       return 0
@@ -301,14 +357,54 @@ cmd_promote() {
   echo "$digest"
 }
 
+# What Argo CD renders for services-prod: the prod overlay at the tag, with
+# the Application's kustomize.images set (`kustomize edit set image`).
+cmd_render_prod() ( # a subshell: its EXIT trap removes the work folder
+  [ $# -le 1 ] || die "usage: render-prod [vX.Y.Z]" 2
+  local version=${1:-} tmp apps k images img
+  if [ -z "$version" ]; then
+    version=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["version"])' "$RELEASE_PIN")
+  fi
+  tag_for_env prod "$version"
+  git rev-parse -q --verify "refs/tags/release/$version^{commit}" >/dev/null ||
+    die "no tag release/$version here (git fetch --tags)"
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  # The images come from the Application services-prod, rendered from the
+  # current argocd/apps with the pin set to VERSION.
+  mkdir -p "$tmp/apps"; cp -r argocd/apps/. "$tmp/apps/"
+  (cd "$tmp/apps" && RELEASE_PIN=release-prod.yaml cmd_pin "$version" >/dev/null)
+  if k=$(kustomize_bin); then apps=$("$k" build "$tmp/apps"); else apps=$(kubectl kustomize "$tmp/apps"); fi
+  mapfile -t images < <(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d.get("kind") == "Application" and d["metadata"]["name"] == "services-prod":
+        for i in d["spec"]["source"].get("kustomize", {}).get("images", []):
+            print(i)
+' <<<"$apps")
+  [ ${#images[@]} -gt 0 ] || die "services-prod sets no images"
+  git archive "release/$version" manifests | tar -x -C "$tmp"
+  for img in "${images[@]}"; do
+    if k=$(kustomize_bin); then
+      (cd "$tmp/manifests/overlays/prod" && "$k" edit set image "$img")
+    else
+      [[ $img =~ ^([^=]+)=(.+):([^:]+)$ ]] || die "image override '$img' is not OLD=NEW:TAG"
+      set_image_builtin "$tmp/manifests/overlays/prod/kustomization.yaml" \
+        "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
+    fi
+  done
+  if k=$(kustomize_bin); then "$k" build "$tmp/manifests/overlays/prod"; else kubectl kustomize "$tmp/manifests/overlays/prod"; fi
+)
+
 main() {
-  [ $# -ge 1 ] || die "usage: release.sh plan|check-trunk|source-commit|bump|publish|image-digest|promote ..." 2
+  [ $# -ge 1 ] || die "usage: release.sh plan|check-trunk|source-commit|bump|pin|publish|render-prod|image-digest|promote ..." 2
   local c=$1; shift
   case "$c" in
     plan) cmd_plan "$@" ;;
     check-trunk) cmd_check_trunk "$@" ;;
     source-commit) cmd_source_commit "$@" ;;
     bump) cmd_bump "$@" ;;
+    pin) cmd_pin "$@" ;;
+    render-prod) cmd_render_prod "$@" ;;
     publish) cmd_publish "$@" ;;
     image-digest) cmd_image_digest "$@" ;;
     promote) cmd_promote "$@" ;;

@@ -12,8 +12,8 @@ The GitHub repository (OWNER/REPO) and the branch Argo CD deploys appear in:
                                   kustomize into every Argo CD Application
   monitoring/rules/*.yaml,        every alert's runbook_url,
   monitoring/tests/rules/*.yaml   https://github.com/OWNER/REPO/blob/BRANCH/docs/runbooks/ALERT.md
-  terraform/environment/envs/     github_repository = "OWNER/REPO": whose workflows
-    *.tfvars                      may assume the CI roles (GitHub OIDC trust)
+  terraform/envs/*/main.tf        github_repository = "OWNER/REPO": whose workflows
+                                  may assume the CI roles (GitHub OIDC trust)
 
 The rewrite edits those lines in place (comments and layout kept); the check
 reads source.yaml and requires every other place to name the same repository
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "argocd/apps/source.yaml"
 RULE_GLOBS = ["monitoring/rules/*.yaml", "monitoring/tests/rules/*.yaml"]
-TFVARS_GLOB = "terraform/environment/envs/*.tfvars"
+TFVARS_GLOB = "terraform/envs/*/main.tf"
 NAME = r"[A-Za-z0-9_.-]+"
 REPO = re.compile(rf"^{NAME}/{NAME}$")
 BRANCH = re.compile(r"^[A-Za-z0-9_./-]+$")

@@ -51,13 +51,14 @@ die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
 # Minimum versions, read from where they are decided.
 RUST_MIN=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 TERRAFORM_MIN=$(sed -n 's/.*required_version *= *">= *\([0-9.]*\)".*/\1/p' \
-  "$ROOT"/terraform/{bootstrap,shared,environment}/versions.tf 2>/dev/null | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+  "$ROOT"/terraform/{bootstrap,shared}/versions.tf "$ROOT"/terraform/envs/*/main.tf 2>/dev/null | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
 PYTHON_MIN=3.11
 NODE_MIN=18
 BASH_MIN=4.3
 
-# Debian packages extracted into .tools/root without installing them system-wide.
-EXTRACT_PACKAGES=(prometheus)
+# Debian packages extracted into .tools/root without installing them system-wide
+# (prometheus-alertmanager: amtool and Alertmanager for the monitoring check).
+EXTRACT_PACKAGES=(prometheus prometheus-alertmanager)
 
 # The system prerequisites, one per line:
 #   ID  GROUPS  APT  DNF  BREW  WHAT

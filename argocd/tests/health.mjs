@@ -50,6 +50,7 @@ export function checkHealthCases(script, cases) {
   const failures = [];
   for (const c of cases) {
     const obj = { apiVersion: "argoproj.io/v1alpha1", kind: "Application", metadata: { name: "child" } };
+    if (c.annotations) obj.metadata.annotations = c.annotations;
     if (c.status) obj.status = c.status;
     try {
       const got = runHealth(script, obj);

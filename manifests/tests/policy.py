@@ -1,13 +1,19 @@
 """Project policy over rendered manifests: the hardening rules checkov does not
 express, or expresses too loosely for this platform.
 
-    python policy.py check --env dev --kustomization DIR/kustomization.yaml RENDERED.yaml
+    python policy.py check --env dev --kustomization DIR/kustomization.yaml [--identity pod-identity] RENDERED.yaml
+    python policy.py namespaces RENDERED.yaml
+    python policy.py issuers RENDERED.yaml PROD_RENDERED.yaml
     python policy.py self-test --fixtures mutations.yaml --kustomization-dir OVERLAYS RENDERED_DIR
 
 `check` prints every violation as `RULE object: message` and exits 1 if there
 is one. `self-test` proves each rule can fail: it applies every mutation of the
 fixtures file to a rendered overlay, expects the named rule to fire (and the
-unmutated render to pass), and exits 1 if a mutation goes unnoticed.
+unmutated render to pass), and exits 1 if a mutation goes unnoticed. A
+mutation's `env` is an overlay (dev, prod, local), `pod-identity` (prod with
+the pod-identity component, RENDERED_DIR/pod-identity.yaml), `namespaces`
+(the namespaces folder) or `cluster-issuers` (the issuers folder, checked
+against prod's certificate).
 """
 import argparse
 import copy
@@ -23,8 +29,16 @@ REGISTRY_IMAGE = re.compile(
 )
 STATIC_KEY_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 ACCESS_KEY_VALUE = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
-# preStop sleep 5 + SHUTDOWN_DRAIN_SECONDS 5 + SHUTDOWN_TIMEOUT_SECONDS 15.
-MIN_GRACE_SECONDS = 25
+# The EKS Pod Identity agent on every node (IPv4 and IPv6), HTTP.
+POD_IDENTITY_AGENT = {"169.254.170.23/32", "fd00:ec2::23/128"}
+# Names a public ACME CA refuses: single labels, cluster-internal suffixes.
+PRIVATE_SUFFIXES = (".svc", ".cluster.local", ".local", ".internal", ".localhost")
+PUBLIC_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+DEREGISTRATION = re.compile(r"(?:^|,)\s*deregistration_delay\.timeout_seconds=(\d+)\s*(?:,|$)")
+LB_TG_ATTRIBUTES = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
+EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
+# HSTS: at least a year, the value the edge sends by default.
+HSTS = re.compile(r"^max-age=(\d+)(;\s*includeSubDomains)?(;\s*preload)?$")
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 
 
@@ -65,10 +79,11 @@ def selects(selector, labels):
 
 
 class Checker:
-    def __init__(self, objects, env, kustomization):
+    def __init__(self, objects, env, kustomization, identity="irsa"):
         self.objects = objects
         self.env = env
         self.kustomization = kustomization or {}
+        self.identity = identity
         self.errors = []
 
     def fail(self, rule, obj, message):
@@ -85,6 +100,37 @@ class Checker:
 
     def workloads(self):
         return [o for o in self.objects if o.get("kind") in POD_KINDS | {"Pod", "CronJob"}]
+
+    def config_of(self, dep):
+        """The environment a Deployment's first container sees: its envFrom
+        ConfigMaps, then its env entries. None for a missing ConfigMap."""
+        values = {}
+        for ctr in pod_spec(dep).get("containers") or []:
+            for src in ctr.get("envFrom") or []:
+                cm = self.find("ConfigMap", (src.get("configMapRef") or {}).get("name"))
+                if cm is None:
+                    return None
+                values.update(cm.get("data") or {})
+            values.update({e["name"]: e.get("value") for e in ctr.get("env") or []})
+            break
+        return values
+
+    def seconds(self, dep, values, key):
+        value = (values or {}).get(key)
+        if value is None or not re.fullmatch(r"\d+", str(value)):
+            self.fail("shutdown" if key.startswith("SHUTDOWN") else "timeouts", dep,
+                      f"{key} must be set explicitly to whole seconds, got {value!r}")
+            return None
+        return int(value)
+
+    def prestop_seconds(self, dep):
+        ctr = (pod_spec(dep).get("containers") or [{}])[0]
+        seconds = (((ctr.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
+        return seconds if isinstance(seconds, int) else None
+
+    def backends(self, svc):
+        selector = {"matchLabels": svc["spec"].get("selector") or {}}
+        return [d for d in self.of_kind("Deployment") if selects(selector, pod_labels(d))]
 
     def hpa_for(self, deployment):
         for hpa in self.of_kind("HorizontalPodAutoscaler"):
@@ -153,8 +199,9 @@ class Checker:
         for dep in self.of_kind("Deployment"):
             spec = pod_spec(dep)
             grace = spec.get("terminationGracePeriodSeconds")
-            if not isinstance(grace, int) or grace <= MIN_GRACE_SECONDS:
-                self.fail("grace", dep, f"terminationGracePeriodSeconds is {grace!r}, want more than {MIN_GRACE_SECONDS}")
+            if not isinstance(grace, int) or grace < 1:
+                self.fail("grace", dep, f"terminationGracePeriodSeconds is {grace!r}, want an explicit value "
+                          "(the services' must exceed preStop + drain + timeout: rule shutdown)")
             for ctr in spec.get("containers") or []:
                 where = f"container {ctr['name']}"
                 live, ready = ctr.get("livenessProbe"), ctr.get("readinessProbe")
@@ -217,11 +264,101 @@ class Checker:
         for con in pod_spec(dep).get("topologySpreadConstraints") or []:
             if selects(con.get("labelSelector"), labels):
                 keys[con["topologyKey"]] = con
+            if con.get("nodeTaintsPolicy") != "Honor":
+                self.fail("topology-spread", dep, f"spread over {con.get('topologyKey')} must honour taints "
+                          "(nodeTaintsPolicy: Honor), or tainted nodes the pods cannot use leave them Pending")
         for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone"):
             if key not in keys:
                 self.fail("topology-spread", dep, f"no spread constraint over {key} that selects its pods")
         if self.env == "prod" and keys.get("topology.kubernetes.io/zone", {}).get("whenUnsatisfiable") != "DoNotSchedule":
             self.fail("topology-spread", dep, "prod requires the zone spread (DoNotSchedule)")
+
+    def rule_shutdown(self):
+        """preStop + SHUTDOWN_DRAIN_SECONDS + SHUTDOWN_TIMEOUT_SECONDS < grace:
+        the kubelet must never kill a service that is still finishing
+        requests."""
+        for name in SERVICES:
+            dep = self.find("Deployment", name)
+            if not dep:
+                continue
+            values = self.config_of(dep)
+            grace = pod_spec(dep).get("terminationGracePeriodSeconds")
+            pre = self.prestop_seconds(dep)
+            drain = self.seconds(dep, values, "SHUTDOWN_DRAIN_SECONDS")
+            timeout = self.seconds(dep, values, "SHUTDOWN_TIMEOUT_SECONDS")
+            if None in (pre, drain, timeout) or not isinstance(grace, int):
+                continue
+            if pre + drain + timeout >= grace:
+                self.fail("shutdown", dep, f"preStop {pre}s + drain {drain}s + timeout {timeout}s = "
+                          f"{pre + drain + timeout}s does not fit in terminationGracePeriodSeconds {grace}")
+
+    def rule_timeouts(self):
+        """The worker's whole AWS budget is below the edge's wait for it, so a
+        slow AWS call ends as the worker's 504 aws_timeout, not as the edge
+        abandoning a request the worker still works on."""
+        edge, worker = self.find("Deployment", "main-api"), self.find("Deployment", "auxiliary-service")
+        if not edge or not worker:
+            return
+        upstream = self.seconds(edge, self.config_of(edge), "UPSTREAM_TIMEOUT_SECONDS")
+        aws = self.seconds(worker, self.config_of(worker), "AWS_CALL_TIMEOUT_SECONDS")
+        if upstream is not None and aws is not None and aws >= upstream:
+            self.fail("timeouts", worker, f"AWS_CALL_TIMEOUT_SECONDS {aws} must be below the edge's "
+                      f"UPSTREAM_TIMEOUT_SECONDS {upstream}")
+
+    def rule_load_balancer(self):
+        """The public Service: HTTPS only, an explicit deregistration delay the
+        pods outlast (preStop + drain), and the ExternalDNS host name that the
+        certificate covers."""
+        certs = [c for c in self.of_kind("Certificate") if (c["spec"].get("issuerRef") or {}).get("kind") == "ClusterIssuer"]
+        for svc in self.of_kind("Service"):
+            if svc["spec"].get("type") != "LoadBalancer":
+                continue
+            ports = svc["spec"].get("ports") or []
+            for port in ports:
+                if port.get("port") != 443 or port.get("targetPort") != "https":
+                    self.fail("load-balancer", svc, f"port {port.get('port')} -> {port.get('targetPort')}: "
+                              "the internet-facing Service exposes 443 -> https only (no cleartext API)")
+            annotations = svc["metadata"].get("annotations") or {}
+            match = DEREGISTRATION.search(annotations.get(LB_TG_ATTRIBUTES, ""))
+            if not match:
+                self.fail("load-balancer", svc, f"{LB_TG_ATTRIBUTES} must set deregistration_delay.timeout_seconds "
+                          "(the default, 300 s, outlasts every grace period)")
+            else:
+                delay = int(match.group(1))
+                for dep in self.backends(svc):
+                    pre = self.prestop_seconds(dep)
+                    drain = (self.config_of(dep) or {}).get("SHUTDOWN_DRAIN_SECONDS")
+                    if pre is None or not str(drain).isdigit():
+                        self.fail("load-balancer", dep, "needs a preStop sleep and SHUTDOWN_DRAIN_SECONDS behind a load balancer")
+                    elif delay > pre + int(drain):
+                        self.fail("load-balancer", svc, f"deregistration delay {delay}s exceeds what {ident(dep)} "
+                                  f"keeps accepting after it starts: preStop {pre}s + drain {drain}s")
+            host = annotations.get(EXTERNAL_DNS_HOSTNAME)
+            names = sorted({n for c in certs for n in c["spec"].get("dnsNames") or []})
+            if not host:
+                self.fail("load-balancer", svc, f"no {EXTERNAL_DNS_HOSTNAME} annotation: nothing publishes its name")
+            elif sorted(h.strip() for h in host.split(",")) != names:
+                self.fail("load-balancer", svc, f"{EXTERNAL_DNS_HOSTNAME} {host!r} differs from the public "
+                          f"certificate's names {names}")
+
+    def rule_public_certificate(self):
+        """A Certificate from a ClusterIssuer (the public ACME issuer) names
+        public DNS names only: the CA refuses the rest and never issues it."""
+        for cert in self.of_kind("Certificate"):
+            if (cert["spec"].get("issuerRef") or {}).get("kind") != "ClusterIssuer":
+                continue
+            names = list(cert["spec"].get("dnsNames") or [])
+            common = cert["spec"].get("commonName")
+            if common and common not in names:
+                self.fail("public-certificate", cert, f"commonName {common!r} is not among dnsNames")
+            if cert["spec"].get("ipAddresses") or cert["spec"].get("uris"):
+                self.fail("public-certificate", cert, "IP addresses and URIs cannot be issued by a public ACME CA")
+            if not names:
+                self.fail("public-certificate", cert, "no dnsNames")
+            for name in names:
+                if not PUBLIC_NAME.match(name) or name.endswith(PRIVATE_SUFFIXES) or name == "localhost":
+                    self.fail("public-certificate", cert, f"{name!r} is not a public DNS name: the ACME issuer "
+                              "refuses it and the Secret is never written")
 
     def rule_ports(self):
         pods = [(w, pod_labels(w), pod_spec(w)) for w in self.workloads()]
@@ -282,10 +419,29 @@ class Checker:
                     if env["name"] in STATIC_KEY_NAMES or env["name"] == "AWS_ENDPOINT_URL":
                         self.fail("static-aws-keys", w, f"container {ctr['name']} sets {env['name']}")
         sa = self.find("ServiceAccount", "auxiliary-service")
-        want = re.compile(rf"^arn:aws:iam::\d{{12}}:role/kantox-challenge-{self.env}-auxiliary-service$")
-        arn = ((sa or {}).get("metadata", {}).get("annotations") or {}).get("eks.amazonaws.com/role-arn", "")
+        annotations = (sa or {}).get("metadata", {}).get("annotations") or {}
+        arn = annotations.get("eks.amazonaws.com/role-arn", "")
+        policy = self.find("NetworkPolicy", "auxiliary-service") or {"spec": {}}
+        agent = set()
+        for rule in policy["spec"].get("egress") or []:
+            ports = {(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports") or []}
+            if ("TCP", 80) in ports:
+                agent |= {(t.get("ipBlock") or {}).get("cidr") for t in rule.get("to") or []}
+        if self.identity == "pod-identity":
+            # The association binds the role; an annotation would send the SDK
+            # to web identity with a role that does not trust it.
+            if arn:
+                self.fail("irsa", sa, f"Pod Identity: the role annotation {arn!r} must be gone")
+            if not POD_IDENTITY_AGENT <= agent:
+                self.fail("irsa", policy, f"Pod Identity: egress to the agent {sorted(POD_IDENTITY_AGENT)} "
+                          "on TCP 80 is not allowed")
+            return
+        env = self.env
+        want = re.compile(rf"^arn:aws:iam::\d{{12}}:role/kantox-challenge-{env}-auxiliary-service$")
         if not want.match(arn):
-            self.fail("irsa", sa, f"role annotation {arn!r} is not the {self.env} worker role")
+            self.fail("irsa", sa, f"role annotation {arn!r} is not the {env} worker role")
+        if agent & POD_IDENTITY_AGENT:
+            self.fail("irsa", policy, "IRSA: egress to the Pod Identity agent is not needed")
 
     def rule_images(self):
         names = sorted(e.get("name", "") for e in self.kustomization.get("images") or [])
@@ -328,12 +484,18 @@ class Checker:
             mounts = {m["mountPath"]: m["name"] for c in spec["containers"] for m in c.get("volumeMounts") or []}
             if secrets.get(mounts.get("/etc/edge/tls")) != cert["spec"]["secretName"]:
                 self.fail("tls", dep, "must mount the Certificate's secret at /etc/edge/tls")
+            for vol in spec.get("volumes") or []:
+                if (vol.get("secret") or {}).get("secretName") == cert["spec"]["secretName"] and vol["secret"].get("optional") is not True:
+                    self.fail("tls", dep, f"volume {vol['name']}: the TLS Secret must be optional, or a certificate "
+                              "not issued yet keeps the pod in ContainerCreating (the edge waits for it unready)")
         elif dep:
             self.fail("tls", dep, "no cert-manager Certificate for the edge")
         expected = {
             "main-api": {"LISTEN_ADDR", "TLS_LISTEN_ADDR", "ADMIN_ADDR", "TLS_CERT_FILE", "TLS_KEY_FILE",
                          "AUXILIARY_SERVICE_URL", "SERVICE_VERSION", "CACHE_TTL_SECONDS",
-                         "CACHE_STALE_IF_ERROR_SECONDS", "CACHE_MAX_ENTRIES", "LOG_FORMAT", "RUST_LOG"},
+                         "CACHE_STALE_IF_ERROR_SECONDS", "CACHE_MAX_ENTRIES", "LOG_FORMAT", "RUST_LOG",
+                         "UPSTREAM_TIMEOUT_SECONDS", "SHUTDOWN_DRAIN_SECONDS", "SHUTDOWN_TIMEOUT_SECONDS",
+                         "STRICT_TRANSPORT_SECURITY"},
             "auxiliary-service": {"LISTEN_ADDR", "ADMIN_ADDR", "SERVICE_VERSION", "PARAMETER_PREFIX",
                                   "EXPOSE_SECURE_PARAMETERS", "AWS_REGION", "LOG_FORMAT", "RUST_LOG",
                                   "AWS_CALL_TIMEOUT_SECONDS", "AWS_MAX_ATTEMPTS", "SHUTDOWN_DRAIN_SECONDS",
@@ -358,8 +520,19 @@ class Checker:
             tag = pod_spec(dep)["containers"][0].get("image", "").rsplit(":", 1)[-1]
             if values.get("SERVICE_VERSION") != tag:
                 self.fail("config", dep, f"SERVICE_VERSION {values.get('SERVICE_VERSION')!r} is not the image tag {tag!r}")
+            if name == "main-api":
+                hsts = values.get("STRICT_TRANSPORT_SECURITY")
+                match = HSTS.match(hsts or "")
+                if not match or int(match.group(1)) < 31536000:
+                    self.fail("config", dep, f"STRICT_TRANSPORT_SECURITY {hsts!r}: HTTPS answers must carry HSTS "
+                              "with a max-age of at least a year")
             if name == "auxiliary-service":
-                prefix = "/kantox-challenge/dev" if self.env == "local" else f"/kantox-challenge/{self.env}"
+                env = self.env
+                bucket_prefix = values.get("S3_BUCKET_PREFIX")
+                if env in ("dev", "prod") and bucket_prefix != f"kantox-challenge-{env}-":
+                    self.fail("config", dep, f"S3_BUCKET_PREFIX is {bucket_prefix!r}, want 'kantox-challenge-{env}-': "
+                              "the API must list only the buckets Terraform created for this environment")
+                prefix = "/kantox-challenge/dev" if env == "local" else f"/kantox-challenge/{env}"
                 if values.get("PARAMETER_PREFIX") != prefix:
                     self.fail("config", dep, f"PARAMETER_PREFIX is {values.get('PARAMETER_PREFIX')!r}, want {prefix!r}")
                 if values.get("EXPOSE_SECURE_PARAMETERS") != "false":
@@ -374,7 +547,8 @@ class Checker:
 def check_namespaces(objects):
     """The namespaces folder: exactly the platform's namespaces, PSS enforced."""
     errors = []
-    want = {"dev": "restricted", "prod": "restricted", "monitoring": "restricted", "argocd": "baseline"}
+    want = {"dev": "restricted", "prod": "restricted", "monitoring": "restricted", "argocd": "baseline",
+            "cert-manager": "restricted", "external-dns": "restricted"}
     found = {}
     for obj in objects:
         if obj.get("kind") != "Namespace":
@@ -392,6 +566,43 @@ def check_namespaces(objects):
                 errors.append(("namespaces", f"Namespace/{name}: {mode}-version not pinned"))
         if labels.get("pod-security.kubernetes.io/warn") != "restricted":
             errors.append(("namespaces", f"Namespace/{name}: must warn at restricted"))
+    # prod sits behind the NLB: the AWS Load Balancer Controller must gate
+    # its pods' readiness on their target's health.
+    if found.get("prod", {}).get("elbv2.k8s.aws/pod-readiness-gate-inject") != "enabled":
+        errors.append(("readiness-gate", "Namespace/prod: needs elbv2.k8s.aws/pod-readiness-gate-inject: enabled"))
+    return errors
+
+
+def check_issuers(objects, prod_objects):
+    """The cluster issuers folder: the public ACME issuer that prod's
+    certificate names can prove DNS-01 for every name it asks for."""
+    errors = []
+    issuers = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ClusterIssuer"}
+    for obj in objects:
+        if obj.get("kind") != "ClusterIssuer":
+            errors.append(("issuers", f"{ident(obj)}: only ClusterIssuer objects belong here"))
+    for name, issuer in issuers.items():
+        acme = issuer["spec"].get("acme") or {}
+        solvers = acme.get("solvers") or []
+        if not acme.get("server", "").startswith("https://") or not acme.get("privateKeySecretRef"):
+            errors.append(("issuers", f"ClusterIssuer/{name}: an ACME issuer with an https server and an account key Secret"))
+        for solver in solvers:
+            if "http01" in solver or "dns01" not in solver:
+                errors.append(("issuers", f"ClusterIssuer/{name}: DNS-01 solvers only (the edge, not an ingress, "
+                               "terminates TLS, so HTTP-01 challenges are never answered)"))
+    for cert in (o for o in prod_objects if o.get("kind") == "Certificate"):
+        ref = cert["spec"].get("issuerRef") or {}
+        if ref.get("kind") != "ClusterIssuer":
+            continue
+        issuer = issuers.get(ref.get("name"))
+        if not issuer:
+            errors.append(("issuers", f"{ident(cert)}: ClusterIssuer {ref.get('name')!r} is not defined here"))
+            continue
+        zones = [z for s in issuer["spec"]["acme"].get("solvers") or []
+                 for z in ((s.get("selector") or {}).get("dnsZones") or [])]
+        for dns in cert["spec"].get("dnsNames") or []:
+            if zones and not any(dns == z or dns.endswith("." + z) for z in zones):
+                errors.append(("issuers", f"{ident(cert)}: {dns} is in none of the issuer's DNS-01 zones {zones}"))
     return errors
 
 
@@ -400,8 +611,18 @@ def load(path):
         return [d for d in yaml.safe_load_all(handle) if d]
 
 
-def check(objects, env, kustomization):
-    return Checker(objects, env, kustomization).run()
+def check(objects, env, kustomization, identity="irsa"):
+    return Checker(objects, env, kustomization, identity).run()
+
+
+# Render targets of the self-test: file in RENDERED_DIR, environment,
+# workload identity, overlay whose kustomization sets the images.
+TARGETS = {
+    "dev": ("dev", "dev", "irsa", "dev"),
+    "prod": ("prod", "prod", "irsa", "prod"),
+    "local": ("local", "local", "irsa", "local"),
+    "pod-identity": ("pod-identity", "prod", "pod-identity", "prod"),
+}
 
 
 def pointer_parts(pointer):
@@ -449,21 +670,35 @@ def self_test(args):
     failures = 0
     baselines = {}
     for mutation in mutations:
-        env = mutation["env"]
-        if env not in baselines:
-            objects = load(f"{args.rendered_dir}/{env}.yaml")
-            with open(f"{args.kustomization_dir}/{env}/kustomization.yaml", encoding="utf-8") as handle:
-                kust = yaml.safe_load(handle)
-            errors = check(objects, env, kust)
+        target = mutation["env"]
+        if target not in baselines:
+            if target == "namespaces":
+                objects, kust = load(f"{args.rendered_dir}/namespaces.yaml"), None
+                errors = check_namespaces(objects)
+            elif target == "cluster-issuers":
+                objects, kust = load(f"{args.rendered_dir}/cluster-issuers.yaml"), None
+                errors = check_issuers(objects, load(f"{args.rendered_dir}/prod.yaml"))
+            else:
+                render, env, identity, overlay = TARGETS[target]
+                objects = load(f"{args.rendered_dir}/{render}.yaml")
+                with open(f"{args.kustomization_dir}/{overlay}/kustomization.yaml", encoding="utf-8") as handle:
+                    kust = yaml.safe_load(handle)
+                errors = check(objects, env, kust, identity)
             if errors:
-                print(f"FAIL baseline {env} is not clean: {errors}")
+                print(f"FAIL baseline {target} is not clean: {errors}")
                 failures += 1
-            baselines[env] = (objects, kust)
-        objects, kust = baselines[env]
-        kust = copy.deepcopy(kust)
-        if "kustomization_images" in mutation:
-            kust["images"] = mutation["kustomization_images"]
-        fired = check(apply_mutation(objects, mutation), env, kust)
+            baselines[target] = (objects, kust)
+        objects, kust = baselines[target]
+        if target == "namespaces":
+            fired = check_namespaces(apply_mutation(objects, mutation))
+        elif target == "cluster-issuers":
+            fired = check_issuers(apply_mutation(objects, mutation), load(f"{args.rendered_dir}/prod.yaml"))
+        else:
+            _, env, identity, _ = TARGETS[target]
+            kust = copy.deepcopy(kust)
+            if "kustomization_images" in mutation:
+                kust["images"] = mutation["kustomization_images"]
+            fired = check(apply_mutation(objects, mutation), env, kust, identity)
         rules = {rule for rule, _ in fired}
         if mutation["rule"] in rules:
             print(f"ok   {mutation['name']}: rejected by {mutation['rule']}")
@@ -480,9 +715,14 @@ def main():
     one = sub.add_parser("check")
     one.add_argument("--env", required=True, choices=["dev", "prod", "local"])
     one.add_argument("--kustomization", required=True)
+    one.add_argument("--identity", choices=["irsa", "pod-identity"], default="irsa",
+                     help="how the worker gets its AWS role: IRSA annotation, or EKS Pod Identity")
     one.add_argument("rendered")
     nss = sub.add_parser("namespaces")
     nss.add_argument("rendered")
+    iss = sub.add_parser("issuers")
+    iss.add_argument("rendered")
+    iss.add_argument("prod_rendered")
     many = sub.add_parser("self-test")
     many.add_argument("--fixtures", required=True)
     many.add_argument("--kustomization-dir", required=True)
@@ -490,6 +730,12 @@ def main():
     args = parser.parse_args()
     if args.command == "self-test":
         return self_test(args)
+    if args.command == "issuers":
+        errors = check_issuers(load(args.rendered), load(args.prod_rendered))
+        for rule, message in errors:
+            print(f"FAIL {rule} {message}")
+        print(f"issuers {args.rendered}: {len(errors)} violations")
+        return 1 if errors else 0
     if args.command == "namespaces":
         errors = check_namespaces(load(args.rendered))
         for rule, message in errors:
@@ -499,11 +745,11 @@ def main():
     with open(args.kustomization, encoding="utf-8") as handle:
         kust = yaml.safe_load(handle)
     objects = load(args.rendered)
-    errors = check(objects, args.env, kust)
+    errors = check(objects, args.env, kust, args.identity)
     for rule, message in errors:
         print(f"FAIL {rule} {message}")
     rules = sorted(n[len("rule_"):] for n in dir(Checker) if n.startswith("rule_"))
-    print(f"policy {args.env}: {len(objects)} objects, rule groups {', '.join(rules)}: {len(errors)} violations")
+    print(f"policy {args.env} ({args.identity}): {len(objects)} objects, rule groups {', '.join(rules)}: {len(errors)} violations")
     return 1 if errors else 0
 
 

@@ -7,7 +7,7 @@
 // dashboard reads to OUT/dashboard-selectors.json.
 //
 //   node check-dashboard.mjs DASHBOARD.json REPO_ROOT OUT_DIR
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseContract, seriesIndex } from "./lib/contract.mjs";
 import { problems, substituteGrafana } from "./lib/promql.mjs";
@@ -37,6 +37,9 @@ for (const v of Object.values(vars).filter((v) => v.type === "query")) {
 }
 
 const index = seriesIndex(parseContract(join(root, "docs/metrics.md")));
+// Recording rules (written by validate-manifests.mjs): name -> labels.
+const recordedFile = join(out, "recorded.json");
+const recorded = existsSync(recordedFile) ? JSON.parse(readFileSync(recordedFile, "utf8")) : {};
 const selectors = [];
 const queries = [];
 for (const v of Object.values(vars).filter((v) => v.type === "query")) {
@@ -69,12 +72,13 @@ for (const q of queries) {
   for (const m of q.expr.matchAll(/\b(rate|irate|increase)\s*\(([^[]*)\[([^\]]+)\]/g)) {
     if (m[3] !== "$__rate_interval") fail(q.where, `${m[1]}() over [${m[3]}]; use [$__rate_interval]`);
   }
-  const res = problems(substituteGrafana(q.expr), index);
+  const res = problems(substituteGrafana(q.expr), index, recorded);
   res.problems.forEach((p) => fail(q.where, p));
   for (const s of res.selectors) {
     const entry = index[s.name];
     const service = entry && !entry.external;
     const has = (label, value) => s.matchers.some((m) => m.label === label && m.value === value);
+    if (recorded[s.name] && q.where.startsWith("panel") && !has("namespace", "$env")) fail(q.where, `${s.name} is not filtered by namespace="$env"`);
     if ((service || s.name === "up" || ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "kube_pod_status_ready", "kube_deployment_status_replicas_available"].includes(s.name))
         && q.where.startsWith("panel") && !has("namespace", "$env")) fail(q.where, `${s.name} is not filtered by namespace="$env"`);
     if (service && !has("pod", "$pod")) fail(q.where, `${s.name} is not filtered by pod=~"$pod"`);

@@ -79,6 +79,16 @@ MANIFEST_CASES = [
     ("alert renamed: no runbook, no unit test",
      lambda d: rule(d, "platform-alerts", "PlatformPodNotReady").update(alert="PlatformPodUnready"),
      "no unit test in which it fires"),
+    ("cause alert without signal: cause (the SLO page could not inhibit it)",
+     lambda d: rule(d, "platform-alerts", "AuxiliaryServiceAwsErrors")["labels"].pop("signal"),
+     "a cause alert needs the label signal: cause"),
+    ("SLO page marked as a cause",
+     lambda d: rule(d, "main-api-slo", "MainApiLatencyBudgetBurnFast")["labels"].update(signal="cause"),
+     "an SLO alert is not a cause"),
+    ("error-budget rule renamed: no unit test covers it",
+     lambda d: rule(d, "main-api-slo-budget", "namespace:edge_slo_latency_burn_rate:ratio_rate6h").update(
+         record="namespace:edge_slo_latency_burn_rate:ratio_rate12h"),
+     "no promql_expr_test with expected samples"),
     ("burn-rate window pair without its own unit test",
      set_expr("main-api-slo", "MainApiLatencyBudgetBurnSlow", "ratio_rate3d > (1 * 0.01)", "ratio_rate3d > (2 * 0.01)"),
      'no unit-test group named "... 2x 3d/6h ..."'),
@@ -113,6 +123,10 @@ DASHBOARD_CASES = [
      dash_expr("Cache entries", "edge_cache_entries", "edge_cache_size"), "edge_cache_size is neither"),
     ("service query without the pod filter",
      dash_expr("Cache entries", ', pod=~"$pod"', ""), 'not filtered by pod=~"$pod"'),
+    ("budget panel showing every environment at once",
+     dash_expr("Availability error budget left (30 d)", '{namespace="$env"}', ""), 'is not filtered by namespace="$env"'),
+    ("burn-rate panel reading a rule that does not exist",
+     dash_expr("Latency burn rate", "ratio_rate1h", "ratio_rate2h"), "nor a recording rule"),
     ("undocumented label value in a panel",
      dash_expr("Cache hit ratio by route", 'result="hit"', 'result="hits"'), "value not documented"),
 ]
@@ -139,6 +153,16 @@ def alert_expr(name, old, new):
     return mutate
 
 
+def record_expr(name, old, new):
+    def mutate(spec):
+        for g in spec["groups"]:
+            for r in g["rules"]:
+                if r.get("record") == name:
+                    assert old in r["expr"], (name, old)
+                    r["expr"] = r["expr"].replace(old, new)
+    return mutate
+
+
 # (description, extracted rule file, mutation of its spec, unit-test file
 #  and, after a colon, the prefix of the test groups to run: the long SLO
 #  groups take seconds each)
@@ -155,6 +179,12 @@ RULE_CASES = [
     ("fast burn without its short window", "main-api-slo.yaml",
      alert_expr("MainApiAvailabilityBudgetBurnFast", "ratio_rate5m > (14.4 * 0.001)", "ratio_rate1h > (14.4 * 0.001)"),
      "slo.test.yaml:MainApiAvailabilityBudgetBurnFast 14.4x"),
+    ("availability budget measured against the latency objective", "main-api-slo-budget.yaml",
+     record_expr("namespace:edge_slo_availability_error_budget_remaining:ratio30d", "/ 0.001", "/ 0.01"),
+     "budget.test.yaml"),
+    ("burn rate over the wrong window", "main-api-slo-budget.yaml",
+     record_expr("namespace:edge_slo_availability_burn_rate:ratio_rate6h", "ratio_rate6h", "ratio_rate1h"),
+     "budget.test.yaml"),
     ("stale-cache alert without its for", "platform-alerts.yaml",
      alert_field("MainApiServingStaleCache", "for", None), "alerts.test.yaml"),
     ("not_found counted as an AWS error", "platform-alerts.yaml",
@@ -196,6 +226,8 @@ def main():
             print("    " + output[-1500:].replace("\n", "\n    "))
 
     with tempfile.TemporaryDirectory() as tmp:
+        # the dashboard check reads the recording rules' names from here
+        shutil.copy(os.path.join(a.out, "recorded.json"), tmp)
         for desc, mutate, expect in MANIFEST_CASES:
             if expect.startswith("selects 0 Services") and not a.overlays:
                 print(f"  skip manifests: {desc}: no service overlays rendered to match against")

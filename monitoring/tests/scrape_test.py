@@ -399,7 +399,8 @@ def main():
             if sel["name"].startswith(EXTERNAL):
                 say(f"  skip {text}: kube-state-metrics/cAdvisor series, not available locally (name checked statically)")
                 continue
-            if sel["name"] != "up" and not sel["name"].startswith(prefixes):
+            # recording rules (level:metric:operations) are evaluated here too
+            if sel["name"] != "up" and ":" not in sel["name"] and not sel["name"].startswith(prefixes):
                 say(f"  skip {text}: its service is not running here")
                 continue
             res = query(prom, f"last_over_time({text}[10m])")

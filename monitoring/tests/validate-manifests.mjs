@@ -126,6 +126,15 @@ for (const r of rules) {
     }
   }
 }
+// A rule without `by (...)` (arithmetic on other recorded series) keeps the
+// labels of the recorded series it reads.
+for (let pass = 0; pass < 3; pass++) {
+  for (const r of rules) for (const g of r.spec.groups) for (const rule of g.rules) {
+    if (!rule.record || recorded[rule.record].length) continue;
+    const { selectors } = inspect(String(rule.expr));
+    recorded[rule.record] = [...new Set(selectors.flatMap((x) => recorded[x.name] || []))];
+  }
+}
 const selectors = [];
 for (const r of rules) {
   writeFileSync(join(out, `${r.metadata.name}.yaml`), YAML.stringify(r.spec));
@@ -139,6 +148,15 @@ for (const r of rules) {
       if (!rule.alert) continue;
       alerts[rule.alert] = { expr: String(rule.expr), where };
       if (!SEVERITIES.includes(rule.labels?.severity)) fail(where, `severity must be one of ${SEVERITIES}`);
+      // Alertmanager routes and inhibits by these: an SLO alert carries the
+      // SLO it guards; every other alert is a cause (signal: cause), held back
+      // while the SLO page of its namespace fires.
+      if (rule.labels?.slo) {
+        if (!["availability", "latency"].includes(rule.labels.slo)) fail(where, `slo label ${rule.labels.slo} is not availability or latency`);
+        if (rule.labels.signal) fail(where, "an SLO alert is not a cause (no signal label)");
+      } else if (rule.labels?.signal !== "cause") {
+        fail(where, "a cause alert needs the label signal: cause (the SLO page inhibits it in Alertmanager)");
+      }
       for (const a of ["summary", "description", "runbook_url"]) if (!rule.annotations?.[a]) fail(where, `no ${a} annotation`);
       const url = rule.annotations?.runbook_url || "";
       const m = url.match(/^https:\/\/\S+\/(docs\/runbooks\/([\w-]+)\.md)$/);
@@ -163,13 +181,19 @@ ok(`${rules.length} PrometheusRules: ${Object.keys(recorded).length} recording r
 writeFileSync(join(out, "rule-selectors.json"), JSON.stringify(selectors, null, 2));
 writeFileSync(join(out, "rule-files.txt"), rules.map((r) => `${r.metadata.name}.yaml`).join("\n") + "\n");
 
+writeFileSync(join(out, "recorded.json"), JSON.stringify(recorded, null, 2));
+
 // --- Unit-test coverage: every alert fires and stays silent somewhere;
 // every burn-rate window pair has a test group of its own that fires it.
 const testDir = join(root, "monitoring/tests/rules");
 const fires = {}, silent = {}, groupsFiring = {};
+const exprTested = new Set();
 for (const f of readdirSync(testDir).filter((f) => f.endsWith(".test.yaml"))) {
   const t = YAML.parse(readFileSync(join(testDir, f), "utf8"));
   for (const group of t.tests || []) {
+    for (const pt of group.promql_expr_test || []) {
+      for (const m of String(pt.expr).matchAll(/[a-z_]+:[a-z0-9_]+:[a-z0-9_]+/g)) if ((pt.exp_samples || []).length) exprTested.add(m[0]);
+    }
     for (const at of group.alert_rule_test || []) {
       const firing = (at.exp_alerts || []).length > 0;
       (firing ? fires : silent)[at.alertname] = true;
@@ -186,7 +210,14 @@ for (const [alert, { expr, where }] of Object.entries(alerts)) {
     if (!(groupsFiring[alert] || []).some((n) => n.includes(label))) fail(where, `no unit-test group named "... ${label} ..." in which it fires`);
   }
 }
-ok(`unit tests make each of the ${Object.keys(alerts).length} alerts fire and stay silent, and fire each burn-rate window pair`);
+// The error-budget rules feed the dashboard, not an alert: each has a
+// promql_expr_test with expected samples.
+const budgetRules = rules.filter((r) => r.metadata.name === "main-api-slo-budget").flatMap((r) => r.spec.groups.flatMap((g) => g.rules));
+if (!budgetRules.length) fail("PrometheusRule/main-api-slo-budget", "missing: the error budget and burn rates are not recorded");
+for (const r of budgetRules) {
+  if (r.record && !exprTested.has(r.record)) fail(`PrometheusRule/main-api-slo-budget ${r.record}`, "no promql_expr_test with expected samples");
+}
+ok(`unit tests make each of the ${Object.keys(alerts).length} alerts fire and stay silent, and fire each burn-rate window pair; the ${budgetRules.length} error-budget rules have expected samples`);
 
 if (errors.length) {
   console.error(`\n${errors.length} problem(s):`);

@@ -64,5 +64,12 @@ mutant "shell-form entrypoint" aux/Dockerfile 'ENTRYPOINT ["/aux-worker"]' "ENTR
 mutant "missing revision label" edge/Dockerfile 'org.opencontainers.image.revision="${REVISION}"' 'org.opencontainers.image.version="0"'
 mutant "wrong port" edge/Dockerfile "EXPOSE 8000 8443 9000" "EXPOSE 8000 9000"
 
+mutant "e2e not run when the Argo CD apps change" .github/workflows/e2e.yml '      - "argocd/**"' '      - "docs/**"'
+mutant "e2e steps inline instead of the linted script" .github/workflows/e2e.yml "run: bash scripts/e2e-kind.sh
+" "run: kind create cluster
+"
+# shellcheck disable=SC2016 # the workflow text itself, not an expansion
+mutant "e2e with a secret" .github/workflows/e2e.yml 'KEEP_CLUSTER: "1"' 'KEEP_CLUSTER: ${{ secrets.KUBECONFIG }}'
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -117,6 +117,16 @@ images:
     newTag: initial
 EOF
     done
+    mkdir -p argocd/apps
+    cat >argocd/apps/release-prod.yaml <<EOF
+# prod's release pin (comments must survive a pin)
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: prod-release
+data:
+  version: v0.0.1
+EOF
     echo readme >README.md
     git add -A && git commit -q -m init && git push -q origin HEAD:main
   )
@@ -164,16 +174,24 @@ eq "no new commit on the remote" "$h1" "$(remote_head "$R")"
 eq "dev still runs the newer commit" \
   "auxiliary-service=$PFX/auxiliary-service:$C2 main-api=$PFX/main-api:$C2 " "$(rendered_images "$R/work" dev)"
 
-echo "== release tag: bumps prod only"
+pinned() { git -C "$1/origin.git" show main:argocd/apps/release-prod.yaml | python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["version"])'; }
+
+echo "== release tag: pins prod to the release, nothing else"
 check "publish prod v1.2.3" "$RELEASE" publish prod v1.2.3
 h2=$(remote_head "$R")
-eq "only the prod overlay changed" "manifests/overlays/prod/kustomization.yaml " "$(changed_files "$R" "$h1" "$h2")"
-eq "prod renders the release tag" \
-  "auxiliary-service=$PFX/auxiliary-service:v1.2.3 main-api=$PFX/main-api:v1.2.3 " "$(rendered_images "$R/work" prod)"
+eq "only the release pin changed" "argocd/apps/release-prod.yaml " "$(changed_files "$R" "$h1" "$h2")"
+eq "prod is pinned to v1.2.3" v1.2.3 "$(pinned "$R")"
+check "the pin's comments survive" bash -c "git -C '$R/origin.git' show main:argocd/apps/release-prod.yaml | grep -q '^# prod.s release pin'"
+eq "the prod overlay is not edited (prod reads it at the release tag)" \
+  "auxiliary-service=$PFX/auxiliary-service:initial main-api=$PFX/main-api:initial " "$(rendered_images "$R/work" prod)"
 eq "dev is untouched by the release" \
   "auxiliary-service=$PFX/auxiliary-service:$C2 main-api=$PFX/main-api:$C2 " "$(rendered_images "$R/work" dev)"
+msg=$(git -C "$R/origin.git" log -1 --format=%s main)
+eq "the pin commit skips CI" "deploy(prod): v1.2.3 [skip ci]" "$msg"
 check "publish prod v1.2.3 again" "$RELEASE" publish prod v1.2.3
 eq "re-run of the release makes no commit" "$h2" "$(remote_head "$R")"
+check "a late run of an older release (v1.2.2)" "$RELEASE" publish prod v1.2.2
+eq "does not roll prod back" "$h2 v1.2.3" "$(remote_head "$R") $(pinned "$R")"
 
 echo "== malformed input changes nothing"
 refuses "prod refuses '1.2.4' (no v)" "$RELEASE" publish prod 1.2.4
@@ -208,6 +226,9 @@ git -C "$R/work" fetch -q origin
 eq "a bump commit resolves to its parent" "$BELOW" "$(cd "$R/work" && "$RELEASE" source-commit "$BUMP" 2>/dev/null)"
 eq "a code commit resolves to itself" "$C2" "$(cd "$R/work" && "$RELEASE" source-commit "$C2" 2>/dev/null)"
 STACK=$(git -C "$R/origin.git" rev-parse main)
+PIN=$(git -C "$R/origin.git" log -1 --format=%H --grep='deploy(prod): v1.2.3' main)
+eq "a release-pin commit (on a dev bump) resolves to the code below both" "$C2" \
+  "$(cd "$R/work" && "$RELEASE" source-commit "$PIN" 2>/dev/null)"
 eq "a stack of bump commits resolves below all of them" \
   "$(git -C "$R/origin.git" log -1 --format=%H --grep="someone else's change" main)" \
   "$(cd "$R/work" && "$RELEASE" source-commit "$STACK" 2>/dev/null)"
@@ -260,6 +281,7 @@ if [ -f "$ROOT/manifests/overlays/dev/kustomization.yaml" ] && [ -f "$ROOT/manif
   git init -q --bare -b main "$RR/origin.git"
   git clone -q "$RR/origin.git" "$RR/work" 2>/dev/null
   cp -r "$ROOT/manifests" "$RR/work/manifests"
+  mkdir -p "$RR/work/argocd"; cp -r "$ROOT/argocd/apps" "$RR/work/argocd/apps"
   (cd "$RR/work" && git add -A && git commit -q -m copy && git push -q origin HEAD:main)
   cd "$RR/work"
   h=$(remote_head "$RR")
@@ -268,15 +290,53 @@ if [ -f "$ROOT/manifests/overlays/dev/kustomization.yaml" ] && [ -f "$ROOT/manif
   eq "real dev renders both ECR images at the SHA" \
     "auxiliary-service=$PFX/auxiliary-service:$C2 main-api=$PFX/main-api:$C2 " \
     "$(rendered_images "$RR/work" dev | tr ' ' '\n' | grep -E '^(main-api|auxiliary-service)=' | tr '\n' ' ')"
+  # A release: the tag release/v2.0.0 on the current trunk, then a change of
+  # the base lands on main; prod must keep the manifests of the release.
+  ttl() { grep -h 'CACHE_TTL_SECONDS' | head -n1 | tr -d ' '; }
+  git -C "$RR/work" pull -q origin main
+  git -C "$RR/work" tag release/v2.0.0
+  git -C "$RR/work" push -q origin release/v2.0.0
+  sed -i 's/CACHE_TTL_SECONDS=30/CACHE_TTL_SECONDS=45/' "$RR/work/manifests/base/main-api/kustomization.yaml"
+  git -C "$RR/work" commit -qam "base: longer cache TTL (after the release)"
+  git -C "$RR/work" push -q origin HEAD:main
   h=$(remote_head "$RR")
-  check "publish prod on the real overlays" "$RELEASE" publish prod v2.0.0
-  eq "only the real prod overlay changed" "manifests/overlays/prod/kustomization.yaml " "$(changed_files "$RR" "$h" "$(remote_head "$RR")")"
-  eq "real prod renders both ECR images at the release" \
+  check "publish prod v2.0.0 on the real repository" "$RELEASE" publish prod v2.0.0
+  eq "only argocd/apps/release-prod.yaml changed" "argocd/apps/release-prod.yaml " "$(changed_files "$RR" "$h" "$(remote_head "$RR")")"
+  git -C "$RR/work" pull -q origin main
+  app_prod() { kubectl kustomize "$RR/work/argocd/apps" | python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d.get("kind") == "Application" and d["metadata"]["name"] == "services-prod":
+        s = d["spec"]["source"]
+        print(s["targetRevision"], *s["kustomize"]["images"])
+'; }
+  eq "services-prod reads the release tag with both images at the release" \
+    "release/v2.0.0 kantox-challenge/main-api=$PFX/main-api:v2.0.0 kantox-challenge/auxiliary-service=$PFX/auxiliary-service:v2.0.0" \
+    "$(app_prod)"
+  (cd "$RR/work" && "$RELEASE" render-prod) >"$WORK/prod-v2.0.0.yaml" 2>"$WORK/render.log" || { cat "$WORK/render.log"; bad "render-prod v2.0.0"; }
+  eq "prod as Argo CD renders it runs both images at v2.0.0" \
     "auxiliary-service=$PFX/auxiliary-service:v2.0.0 main-api=$PFX/main-api:v2.0.0 " \
-    "$(rendered_images "$RR/work" prod | tr ' ' '\n' | grep -E '^(main-api|auxiliary-service)=' | tr '\n' ' ')"
+    "$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d.get("kind") == "Deployment":
+        print(d["metadata"]["name"] + "=" + d["spec"]["template"]["spec"]["containers"][0]["image"])
+' "$WORK/prod-v2.0.0.yaml" | sort | tr '\n' ' ')"
+  check "and reports SERVICE_VERSION v2.0.0" grep -q 'SERVICE_VERSION: v2.0.0' "$WORK/prod-v2.0.0.yaml"
+  eq "prod keeps the manifests of the release, not the base change on main" "CACHE_TTL_SECONDS:\"30\"" "$(ttl <"$WORK/prod-v2.0.0.yaml")"
+  eq "while main's prod overlay already has it" "CACHE_TTL_SECONDS:\"45\"" "$(kubectl kustomize "$RR/work/manifests/overlays/prod" | ttl)"
   h=$(remote_head "$RR")
-  check "re-run on the real overlays" "$RELEASE" publish prod v2.0.0
-  eq "re-run on the real overlays is a no-op" "$h" "$(remote_head "$RR")"
+  check "re-run on the real repository" "$RELEASE" publish prod v2.0.0
+  eq "re-run on the real repository is a no-op" "$h" "$(remote_head "$RR")"
+  # The next release carries the change.
+  git -C "$RR/work" tag release/v2.1.0 "$(git -C "$RR/work" log -1 --format=%H --grep='longer cache TTL')"
+  git -C "$RR/work" push -q origin release/v2.1.0
+  check "publish prod v2.1.0" "$RELEASE" publish prod v2.1.0
+  git -C "$RR/work" pull -q origin main
+  (cd "$RR/work" && "$RELEASE" render-prod) >"$WORK/prod-v2.1.0.yaml" 2>"$WORK/render.log" || { cat "$WORK/render.log"; bad "render-prod v2.1.0"; }
+  eq "the next release brings the base change to prod" "CACHE_TTL_SECONDS:\"45\"" "$(ttl <"$WORK/prod-v2.1.0.yaml")"
+  check "with the images v2.1.0" grep -q "image: $PFX/main-api:v2.1.0" "$WORK/prod-v2.1.0.yaml"
+  refuses "render-prod of a release without a tag" bash -c "cd '$RR/work' && '$RELEASE' render-prod v9.9.9"
 else
   echo "note: manifests/overlays/{dev,prod}/kustomization.yaml not in this checkout yet: only the minimal copy above was tested"
 fi

@@ -118,6 +118,20 @@ for path in workflows:
                      f"{where}: pushed images carry SBOM and provenance attestations")
                 rule("${{ github.sha }}" in str(w.get("tags")), f"{where}: pushed images are tagged with the commit SHA")
 
+# the end-to-end workflow: pull requests touching what runs start it, it runs
+# scripts/e2e-kind.sh (the steps `make check-ci` lints), with no credentials
+E2E = WF / "e2e.yml"
+rule(E2E.exists(), ".github/workflows/e2e.yml exists")
+if E2E.exists():
+    e2e = load(E2E)
+    paths = ((e2e.get("on") or {}).get("pull_request") or {}).get("paths") or []
+    for needed in ("manifests/**", "argocd/**", "edge/**", "aux/**", "common/**", "scripts/e2e-kind.sh"):
+        rule(needed in paths, f"e2e.yml runs on pull requests touching {needed}")
+    runs = [st.get("run", "") for j in (e2e.get("jobs") or {}).values() for st in steps(j)]
+    rule(any(r.strip() == "bash scripts/e2e-kind.sh" for r in runs), "e2e.yml runs scripts/e2e-kind.sh")
+    text = E2E.read_text()
+    rule("secrets." not in text and "id-token" not in text, "e2e.yml uses no secret and assumes no role")
+
 # the README lists every pinned action with its SHA
 for action, versions in sorted(pins.items()):
     rule(len(versions) == 1, f"{action}: one pinned version across workflows ({sorted(versions)})")

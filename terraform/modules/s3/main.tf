@@ -7,6 +7,7 @@ resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery decision per bucket, not a default; versioning covers accidental deletes.
   #checkov:skip=CKV2_AWS_62:No consumer of bucket events exists; notifications would point at nothing.
   bucket        = var.bucket_name
+  bucket_prefix = var.bucket_prefix
   force_destroy = var.force_destroy
 }
 

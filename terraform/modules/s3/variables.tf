@@ -1,10 +1,27 @@
 variable "bucket_name" {
-  description = "Name of the bucket (globally unique)."
+  description = "Name of the bucket (globally unique across every AWS account, e.g. with the account id in it). Set this or bucket_prefix."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
+    condition     = var.bucket_name == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
     error_message = "bucket_name must be a valid S3 bucket name: 3-63 lower-case letters, digits, dots and hyphens."
+  }
+
+  validation {
+    condition     = (var.bucket_name == null) != (var.bucket_prefix == null)
+    error_message = "Set exactly one of bucket_name and bucket_prefix."
+  }
+}
+
+variable "bucket_prefix" {
+  description = "Prefix of a generated, globally unique name (the provider appends a timestamp and a counter, 26 characters). Set this or bucket_name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bucket_prefix == null || can(regex("^[a-z0-9][a-z0-9.-]{0,36}$", var.bucket_prefix))
+    error_message = "bucket_prefix must be 1-37 lower-case letters, digits, dots and hyphens, starting with a letter or digit (the generated name adds 26 characters)."
   }
 }
 

@@ -42,7 +42,7 @@ resource "aws_ssm_parameter" "secure" {
   for_each = var.secure_parameters
 
   name        = "${local.prefix}/${each.key}"
-  description = each.value
+  description = each.value.description
   type        = "SecureString"
   key_id      = aws_kms_key.parameters.arn
 

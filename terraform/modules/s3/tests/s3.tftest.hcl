@@ -92,3 +92,48 @@ run "rejects_invalid_bucket_name" {
 
   expect_failures = [var.bucket_name]
 }
+
+run "generated_unique_name" {
+  command = plan
+
+  variables {
+    bucket_name   = null
+    bucket_prefix = "kantox-challenge-dev-"
+  }
+
+  assert {
+    condition     = aws_s3_bucket.this.bucket_prefix == "kantox-challenge-dev-"
+    error_message = "With bucket_prefix the provider generates the rest of the name."
+  }
+}
+
+run "rejects_both_name_and_prefix" {
+  command = plan
+
+  variables {
+    bucket_prefix = "kantox-challenge-dev-"
+  }
+
+  expect_failures = [var.bucket_name]
+}
+
+run "rejects_neither_name_nor_prefix" {
+  command = plan
+
+  variables {
+    bucket_name = null
+  }
+
+  expect_failures = [var.bucket_name]
+}
+
+run "rejects_too_long_prefix" {
+  command = plan
+
+  variables {
+    bucket_name   = null
+    bucket_prefix = "a-project-name-that-is-far-too-long-for-s3-"
+  }
+
+  expect_failures = [var.bucket_prefix]
+}

@@ -7,7 +7,7 @@ variables {
   environment       = "dev"
   account_id        = "111122223333"
   parameters        = { param1 = "a", param2 = "b" }
-  secure_parameters = { api-token = "secret" }
+  secure_parameters = { api-token = { description = "Token of the partner API" } }
 }
 
 run "parameters_live_under_the_prefix" {
@@ -52,4 +52,38 @@ run "rejects_bad_parameter_names" {
   }
 
   expect_failures = [var.parameters]
+}
+
+run "secret_value_never_in_state" {
+  command = apply
+
+  assert {
+    condition     = aws_ssm_parameter.secure["api-token"].description == "Token of the partner API"
+    error_message = "The description is the map's description."
+  }
+
+  assert {
+    condition     = aws_ssm_parameter.secure["api-token"].value_wo == null && aws_ssm_parameter.secure["api-token"].value_wo_version == 1
+    error_message = "The placeholder goes through the write-only argument, which the state never keeps."
+  }
+}
+
+run "rejects_a_secret_value_as_description" {
+  command = plan
+
+  variables {
+    secure_parameters = { api-token = { description = "s3cr3t-P4ssw0rd" } }
+  }
+
+  expect_failures = [var.secure_parameters]
+}
+
+run "rejects_a_token_inside_a_description" {
+  command = plan
+
+  variables {
+    secure_parameters = { api-token = { description = "partner token sk_live_4eC39HqLyjWDarjtT1zdp7dc" } }
+  }
+
+  expect_failures = [var.secure_parameters]
 }

@@ -29,8 +29,13 @@ output "service_account" {
 }
 
 output "bucket_name" {
-  description = "Application bucket."
+  description = "Application bucket: <project>-<env>- and a unique generated suffix."
   value       = module.bucket.bucket_name
+}
+
+output "bucket_name_prefix" {
+  description = "S3_BUCKET_PREFIX of the auxiliary service: the prefix every bucket of this environment starts with."
+  value       = "${local.name_prefix}-"
 }
 
 output "parameter_prefix" {

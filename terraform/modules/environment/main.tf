@@ -1,6 +1,8 @@
 # One environment (dev or prod): application bucket, parameters and their key,
 # the CI role of the environment's workflows and the auxiliary service's pod
 # role. The registry and the GitHub OIDC provider come from the shared root.
+# Called by the environment roots terraform/envs/dev and terraform/envs/prod,
+# each with its own state; the provider is configured there.
 
 data "aws_caller_identity" "current" {}
 
@@ -27,14 +29,19 @@ locals {
   }
 }
 
+# Bucket names are global across every AWS account: the application bucket
+# gets a unique generated suffix (<project>-<env>-<timestamp and counter>),
+# not the account id, because the worker lists bucket names in a public
+# answer. The worker's S3_BUCKET_PREFIX (manifests/overlays/<env>) is
+# bucket_name_prefix: it lists this environment's buckets only.
 module "bucket" {
-  source = "../modules/s3"
+  source = "../s3"
 
-  bucket_name = "${local.name_prefix}-bucket"
+  bucket_prefix = "${local.name_prefix}-"
 }
 
 module "ssm" {
-  source = "../modules/ssm"
+  source = "../ssm"
 
   project           = var.project
   environment       = var.environment
@@ -45,7 +52,7 @@ module "ssm" {
 }
 
 module "iam" {
-  source = "../modules/iam"
+  source = "../iam"
 
   name_prefix = local.name_prefix
   partition   = data.aws_partition.current.partition

@@ -69,9 +69,11 @@ variable "parameters" {
 }
 
 variable "secure_parameters" {
-  description = "SecureString parameters below /<project>/<environment>/: name => description. Values are set out of band."
-  type        = map(string)
-  default     = {}
+  description = "SecureString parameters below /<project>/<environment>/: name => { description }. No value: each is created with a write-only placeholder (never in state) and set out of band; the description (kept in state) says what the secret is for."
+  type = map(object({
+    description = string
+  }))
+  default = {}
 }
 
 variable "allow_secure_parameter_decryption" {

@@ -50,7 +50,7 @@ variables {
   github_repository   = "example-org/platform"
   eks_oidc_issuer_url = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789"
   parameters          = { param1 = "a", param2 = "b" }
-  secure_parameters   = { api-token = "secret" }
+  secure_parameters   = { api-token = { description = "Token of the partner API" } }
 }
 
 run "dev" {
@@ -77,8 +77,13 @@ run "dev" {
   }
 
   assert {
-    condition     = output.parameter_prefix == "/kantox-challenge/dev" && output.bucket_name == "kantox-challenge-dev-bucket"
-    error_message = "Names follow /<project>/<env> and <project>-<env>-bucket."
+    condition     = output.parameter_prefix == "/kantox-challenge/dev" && output.bucket_name_prefix == "kantox-challenge-dev-"
+    error_message = "Names follow /<project>/<env> and <project>-<env>-<unique suffix>."
+  }
+
+  assert {
+    condition     = module.bucket.bucket_name != "kantox-challenge-dev-bucket" && !strcontains(module.bucket.bucket_name, "111122223333")
+    error_message = "The application bucket's name is globally unique and does not reveal the account id (the worker lists it publicly)."
   }
 
   assert {
