@@ -78,7 +78,9 @@ for (const q of queries) {
     const entry = index[s.name];
     const service = entry && !entry.external;
     const has = (label, value) => s.matchers.some((m) => m.label === label && m.value === value);
-    if (recorded[s.name] && q.where.startsWith("panel") && !has("namespace", "$env")) fail(q.where, `${s.name} is not filtered by namespace="$env"`);
+    // Recorded series per environment must be filtered by it; account-wide
+    // ones (no namespace label, e.g. the SSM quota) cannot be.
+    if (recorded[s.name]?.includes("namespace") && q.where.startsWith("panel") && !has("namespace", "$env")) fail(q.where, `${s.name} is not filtered by namespace="$env"`);
     if ((service || s.name === "up" || ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "kube_pod_status_ready", "kube_deployment_status_replicas_available"].includes(s.name))
         && q.where.startsWith("panel") && !has("namespace", "$env")) fail(q.where, `${s.name} is not filtered by namespace="$env"`);
     if (service && !has("pod", "$pod")) fail(q.where, `${s.name} is not filtered by pod=~"$pod"`);

@@ -417,8 +417,12 @@ def main():
                         say(f"  skip {r['record']}: reads a service that is not running here")
                         continue
                     res = query(prom, f"last_over_time({r['record']}[10m])")
-                    ok = len(res) > 0 and all(x["metric"].get("namespace") == ENV for x in res)
-                    check(ok, f"{r['record']}: {len(res)} series, namespace {ENV}")
+                    # The level of a rule's name says what it keeps: per
+                    # environment (`namespace...:`), or across environments
+                    # (`platform:`, the SSM quota view).
+                    per_env = r["record"].startswith("namespace")
+                    ok = len(res) > 0 and all((x["metric"].get("namespace") == ENV) == per_env for x in res)
+                    check(ok, f"{r['record']}: {len(res)} series, " + (f"namespace {ENV}" if per_env else "across environments"))
 
         say("\n  dashboard variables")
         ns = api(prom, "/api/v1/label/namespace/values",

@@ -46,7 +46,7 @@ export function parseContract(path) {
     }
     if (cells.length !== 4) continue;
     const [name] = ticks(cells[0]);
-    if (!name || !/^(edge|aux)_/.test(name)) continue;
+    if (!name || !/^(edge|aux|process)_/.test(name)) continue;
     const type = cells[1].split(" ")[0];
     if (!["counter", "gauge", "histogram"].includes(type)) throw new Error(`${path}: ${name}: unknown type ${cells[1]}`);
     const labels = ticks(cells[2]);
