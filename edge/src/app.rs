@@ -66,6 +66,28 @@ pub struct Reply {
     pub trace: TraceParent,
 }
 
+impl Reply {
+    /// An answer that never goes through the cache (`x-cache: BYPASS`,
+    /// `Cache-Control: no-store`).
+    pub fn bypass(
+        route: &'static str,
+        answer: Arc<Answer>,
+        request_id: RequestId,
+        trace: TraceParent,
+    ) -> Self {
+        Reply {
+            route,
+            answer,
+            cache: CacheResult::Bypass,
+            age: None,
+            max_age: None,
+            not_modified: false,
+            request_id,
+            trace,
+        }
+    }
+}
+
 /// What a request asks for, decided from its method and path alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -202,15 +224,8 @@ impl EdgeApp {
         }
 
         let (route, plan) = plan(req.method, req.path);
-        let plain = |answer: &Arc<Answer>, request_id, trace| Reply {
-            route,
-            answer: answer.clone(),
-            cache: CacheResult::Bypass,
-            age: None,
-            max_age: None,
-            not_modified: false,
-            request_id,
-            trace,
+        let plain = |answer: &Arc<Answer>, request_id, trace| {
+            Reply::bypass(route, answer.clone(), request_id, trace)
         };
         match plan {
             Plan::NotFound => plain(&self.canned.not_found, request_id, trace),
@@ -274,16 +289,7 @@ impl EdgeApp {
                 request_id,
                 trace,
             ),
-            None => Reply {
-                route,
-                answer: outcome.answer,
-                cache: CacheResult::Bypass,
-                age: None,
-                max_age: None,
-                not_modified: false,
-                request_id,
-                trace,
-            },
+            None => Reply::bypass(route, outcome.answer, request_id, trace),
         }
     }
 

@@ -148,7 +148,11 @@ impl ServerApp for EdgeServer {
                 };
                 let deadline =
                     tokio::time::Instant::from_std(started + self.settings.header_read_timeout);
-                match tokio::time::timeout_at(deadline, t.acceptor.tls_handshake(*l4)).await {
+                // Boxed: the handshake's state is large (about 7 KiB) and
+                // needed only until it completes, while this task lives as
+                // long as the connection.
+                let handshake = Box::pin(t.acceptor.tls_handshake(*l4));
+                match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(s)) => Box::new(s) as Stream,
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, ?client, "TLS handshake failed");
@@ -411,6 +415,35 @@ struct Exchange<'a> {
     client_closed: bool,
 }
 
+impl<'a> Exchange<'a> {
+    /// An exchange that produced `reply`; `written` is whether it reached
+    /// the client.
+    fn answered(
+        reply: &'a Reply,
+        method: &'a Method,
+        path: &'a [u8],
+        head_only: bool,
+        started: Instant,
+        (client, http_version): (Option<SocketAddr>, &'static str),
+        written: bool,
+    ) -> Self {
+        Exchange {
+            route: reply.route,
+            method,
+            path,
+            status: respond::status(reply),
+            cache: Some(reply.cache),
+            request_id: reply.request_id.as_str(),
+            trace_id: Some(reply.trace.trace_id()),
+            bytes: respond::body_len(reply, head_only),
+            started,
+            client,
+            http_version,
+            client_closed: !written,
+        }
+    }
+}
+
 /// Counts an exchange and writes its access line; returns when that was.
 fn record(x: &Exchange<'_>) -> Instant {
     let now = Instant::now();
@@ -544,16 +577,12 @@ impl Connection<'_> {
     /// Answers a request that could not be read, then the connection closes.
     async fn refuse(&self, stream: &mut Stream, code: ErrorCode) {
         let started = Instant::now();
-        let reply = Reply {
-            route: service_common::Route::Unmatched.template(),
-            answer: self.app.edge_error(code),
-            cache: CacheResult::Bypass,
-            age: None,
-            max_age: None,
-            not_modified: false,
-            request_id: RequestId::generate(),
-            trace: service_common::TraceParent::start(false),
-        };
+        let reply = Reply::bypass(
+            service_common::Route::Unmatched.template(),
+            self.app.edge_error(code),
+            RequestId::generate(),
+            service_common::TraceParent::start(false),
+        );
         let mut out = Vec::new();
         respond::write_h1(&mut out, &reply, false, self.hsts, Persistence::Close);
         let written = tokio::time::timeout(Duration::from_secs(1), async {
@@ -661,20 +690,18 @@ impl Connection<'_> {
         }
         .await;
         drop(out);
-        let done = record(&Exchange {
-            route: reply.route,
-            method: &head.method,
-            path: head.path.in_buf(buf.data()),
-            status: respond::status(&reply),
-            cache: Some(reply.cache),
-            request_id: reply.request_id.as_str(),
-            trace_id: Some(reply.trace.trace_id()),
-            bytes: respond::body_len(&reply, head_only),
+        let done = record(&Exchange::answered(
+            &reply,
+            &head.method,
+            head.path.in_buf(buf.data()),
+            head_only,
             started,
-            client: self.client,
-            http_version: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-            client_closed: written.is_err(),
-        });
+            (
+                self.client,
+                if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            ),
+            written.is_ok(),
+        ));
         if written.is_err() || close {
             return None;
         }
@@ -724,20 +751,15 @@ impl HttpServerApp for H2App {
             }
         }
         .await;
-        record(&Exchange {
-            route: reply.route,
-            method: &method,
-            path: path.as_bytes(),
-            status: respond::status(&reply),
-            cache: Some(reply.cache),
-            request_id: reply.request_id.as_str(),
-            trace_id: Some(reply.trace.trace_id()),
-            bytes: respond::body_len(&reply, head_only),
+        record(&Exchange::answered(
+            &reply,
+            &method,
+            path.as_bytes(),
+            head_only,
             started,
-            client,
-            http_version: "HTTP/2.0",
-            client_closed: written.is_err(),
-        });
+            (client, "HTTP/2.0"),
+            written.is_ok(),
+        ));
         None
     }
 
