@@ -12,8 +12,11 @@ AmazonSSM.*``) while a fault is set:
     hang      reads the request, never answers (until the client gives up)
 
 ``POST /__fault/MODE`` sets the fault (``pass`` clears it); ``GET /__fault``
-answers ``{"mode": ..., "ssm_attempts": N}``: every SSM request seen, faulted
-or not. Stops when its standard input closes.
+answers ``{"mode": ..., "ssm_attempts": N, "ssm_by_target": {...}}``: every
+SSM request seen, faulted or not, in all and by operation (the
+``X-Amz-Target`` value, e.g. ``AmazonSSM.GetParameter``). The fault tests
+inject faults with it; the scale-out simulation (``scripts/scale/``) counts
+SSM calls with it. Stops when its standard input closes.
 """
 import argparse
 import http.client
@@ -35,6 +38,7 @@ class State:
     lock = threading.Lock()
     mode = "pass"
     ssm_attempts = 0
+    ssm_by_target: dict = {}
     upstream = ("127.0.0.1", 0)
 
 
@@ -65,14 +69,17 @@ class Handler(BaseHTTPRequestHandler):
             with State.lock:
                 State.mode = mode
         with State.lock:
-            self.reply(200, {"mode": State.mode, "ssm_attempts": State.ssm_attempts}, "application/json")
+            self.reply(200, {"mode": State.mode, "ssm_attempts": State.ssm_attempts,
+                             "ssm_by_target": dict(State.ssm_by_target)}, "application/json")
 
     def proxy(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if self.headers.get("X-Amz-Target", "").startswith("AmazonSSM."):
+        target = self.headers.get("X-Amz-Target", "")
+        if target.startswith("AmazonSSM."):
             with State.lock:
                 State.ssm_attempts += 1
+                State.ssm_by_target[target] = State.ssm_by_target.get(target, 0) + 1
                 mode = State.mode
             if mode in FAULTS:
                 return self.reply(*FAULTS[mode])
