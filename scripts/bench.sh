@@ -4,19 +4,46 @@
 # load generator to CPU 1. Writes docs/benchmarks.md, docs/benchmarks/
 # results.json, results.csv and throughput.png.
 #
-#   scripts/bench.sh                 the measured run (10 s per measurement)
-#   BENCH_SECONDS=2 scripts/bench.sh a quick run of the harness itself
+#   scripts/bench.sh                   the measured run (10 s per measurement)
+#   BENCH_SECONDS=2 scripts/bench.sh   a quick run of the harness itself
+#
+# Environment:
+#   BENCH_SECONDS        seconds per measurement (10)
+#   BENCH_ONLY           comma-separated scenarios (all): cache-hit,
+#                        cache-hit-logs, proxied, proxied-canned, moto, memory,
+#                        instructions
+#   BENCH_OUT            results directory (docs/benchmarks)
+#   BENCH_MARKDOWN       the report (docs/benchmarks.md)
+#   BENCH_MAX_LOAD       busiest one-minute load average accepted (1.5)
+#   BENCH_SETTLE_SECONDS how long to wait after the build for the load average
+#                        to fall below BENCH_MAX_LOAD (180)
+#   BENCH_ALLOW_BUSY=1   measure anyway on a busy machine; the report then
+#                        marks every figure as unreliable, in bold
+#   BENCH_RECORD_BUDGET=1  write the counted instructions per cache hit into
+#                        scripts/bench/budget.json (the budget later runs
+#                        compare against)
+#
+# A busy machine (load average above BENCH_MAX_LOAD before the build, or still
+# above it when the measurements would start) stops the run with exit status 3
+# and writes nothing, unless BENCH_ALLOW_BUSY=1.
 #
 # Installs what it needs into .tools/bench/ on first use: nginx and wrk from
 # the Debian archive (apt-get download + dpkg -x, nothing installed
-# system-wide, no service started) and matplotlib for the plot.
+# system-wide, no service started) and matplotlib for the plot. valgrind
+# (instruction counts), openssl (the TLS pair), cmake and musl-tools with the
+# Rust x86_64-unknown-linux-musl target (the shipped binary) must be present;
+# as root, the missing Debian packages are installed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BENCH_TOOLS="$ROOT/.tools/bench"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
+MARKDOWN=${BENCH_MARKDOWN:-$ROOT/docs/benchmarks.md}
+MAX_LOAD=${BENCH_MAX_LOAD:-1.5}
+MUSL=x86_64-unknown-linux-musl
 DEBS=(nginx wrk libluajit2-5.1-2 libluajit2-5.1-common)
+EXIT_BUSY=3
 
 log() { printf '[bench] %s\n' "$*"; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -24,7 +51,33 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || die "needs at least two CPUs (servers on CPU 0, load generator on CPU 1)"
 command -v taskset >/dev/null || die "taskset (util-linux) is required"
 
-scripts/tools.sh run
+# Fail fast on a machine that is already busy: the build would only add to it.
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
+  if [ "${BENCH_ALLOW_BUSY:-0}" = 1 ]; then
+    log "load average $load > $MAX_LOAD: BENCH_ALLOW_BUSY=1, every figure will be marked unreliable"
+  else
+    printf '[bench] REFUSED: the one-minute load average is %s (> %s). Figures from a busy machine are not written; run it on a quiet machine, or set BENCH_ALLOW_BUSY=1 for a report that marks every figure as unreliable.\n' "$load" "$MAX_LOAD" >&2
+    exit "$EXIT_BUSY"
+  fi
+fi
+
+scripts/tools.sh apt python
+
+missing=()
+for tool in valgrind:valgrind callgrind_control:valgrind openssl:openssl cmake:cmake musl-gcc:musl-tools; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]})"
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+  log "rustup target add $MUSL"
+  rustup target add "$MUSL" || die "the Rust $MUSL target is required (rustup target add $MUSL)"
+fi
 
 if [ ! -x "$BENCH_TOOLS/root/usr/sbin/nginx" ] || [ ! -x "$BENCH_TOOLS/root/usr/bin/wrk" ]; then
   log "fetching ${DEBS[*]} (Debian packages, extracted into .tools/bench/root)"
@@ -39,23 +92,33 @@ WRK="$BENCH_TOOLS/root/usr/bin/wrk"
 WRK_LIB="$BENCH_TOOLS/root/usr/lib/x86_64-linux-gnu"
 LD_LIBRARY_PATH="$WRK_LIB" "$WRK" -v >/dev/null 2>&1 || [ $? -eq 1 ] || die "wrk does not run"
 
-req="$ROOT/scripts/bench/requirements.txt"
-stamp="$BENCH_TOOLS/venv.stamp"
-if [ ! -x "$BENCH_TOOLS/venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$(sha256sum <"$req")" ]; then
-  log "python venv for the plot (matplotlib)"
-  python3 -m venv "$BENCH_TOOLS/venv"
-  "$BENCH_TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  sha256sum <"$req" >"$stamp"
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
+PLOT_PYTHON=$(plot_venv "$ROOT")
+
+log "building release binaries (glibc; and the edge as edge/Dockerfile builds it, static musl)"
+cargo build --locked --release -q -p aux-worker -p edge
+# The image's build step, to the letter: cargo build --release --locked --target x86_64-unknown-linux-musl --package edge
+cargo build --release --locked --target "$MUSL" --package edge -q
+# Where cargo put them (CARGO_TARGET_DIR or a cargo config may move it).
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --offline |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+MUSL_EDGE="$TARGET_DIR/$MUSL/release/edge"
+file_type=$(od -An -c -N4 "$MUSL_EDGE" | tr -d ' ')
+[ "$file_type" = 177ELF ] || die "$MUSL_EDGE is not an ELF binary"
+if ldd "$MUSL_EDGE" 2>&1 | grep -q '=>'; then
+  die "$MUSL_EDGE is dynamically linked; the image ships a static binary"
 fi
 
-log "building release binaries"
-cargo build --locked --release -q -p aux-worker -p edge
+args=(--bin "$TARGET_DIR/release" --musl-edge "$MUSL_EDGE" --nginx "$NGINX" --wrk "$WRK" --wrk-lib "$WRK_LIB"
+  --out "$OUT" --seconds "$SECONDS_PER_RUN" --max-load "$MAX_LOAD"
+  --settle-seconds "${BENCH_SETTLE_SECONDS:-180}")
+[ -z "${BENCH_ONLY:-}" ] || args+=(--only "$BENCH_ONLY")
+[ "${BENCH_ALLOW_BUSY:-0}" != 1 ] || args+=(--allow-busy)
+[ "${BENCH_RECORD_BUDGET:-0}" != 1 ] || args+=(--record-budget)
 
 log "running ($SECONDS_PER_RUN s per measurement)"
-target=$(cargo metadata --format-version 1 --no-deps --offline |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-"$ROOT/.tools/venv/bin/python" scripts/bench/bench.py --bin "$target/release" \
-  --nginx "$NGINX" --wrk "$WRK" --wrk-lib "$WRK_LIB" --out "$OUT" --seconds "$SECONDS_PER_RUN"
-"$BENCH_TOOLS/venv/bin/python" scripts/bench/report.py --results "$OUT/results.json" \
-  --plot "$OUT/throughput.png" --markdown "${BENCH_MARKDOWN:-$ROOT/docs/benchmarks.md}"
-log "report: docs/benchmarks.md"
+"$ROOT/.tools/venv/bin/python" scripts/bench/bench.py "${args[@]}"
+"$PLOT_PYTHON" scripts/bench/report.py --results "$OUT/results.json" \
+  --plot "$OUT/throughput.png" --markdown "$MARKDOWN"
+log "report: $MARKDOWN"
