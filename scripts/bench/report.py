@@ -83,7 +83,7 @@ def plot(results, path):
     panels = len(groups) + (1 if mem else 0)
     if not panels:
         return
-    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), squeeze=False)
     for ax, (key, title, rows) in zip(axes[0], groups):
         labels = [r["server"].replace(" (", "\n(").replace(", ", ",\n").replace(" /", "\n/").replace(" -> ", "\n-> ")
                   for r in rows]
@@ -256,6 +256,10 @@ def main():
                         f"{bold(U(f'{each:.2f} KiB'))} | {target} | {r['open_connections_seen']:,} | "
                         f"{fmt(r['loadavg_before'], 2)} → {fmt(r['loadavg_after'], 2)} |")
 
+    def mib_kib(k):
+        v = rs.get(k)
+        return U(f"{v / 1024:.1f} MiB") if v is not None else "n/a"
+
     def mib(k, digits=1):
         v = rs.get(k)
         return U(f"{v:.{digits}f} MiB") if v is not None else "n/a"
@@ -378,6 +382,7 @@ Measured by `make bench` (`scripts/bench.sh`, harness in `scripts/bench/`) on
 
 | | edge | aux-worker |
 |---|---|---|
+| RSS idle (after warming) | {U(f"{memory[('edge', 'plain')]['rss_idle_kib'] / 1024:.1f} MiB") if ('edge', 'plain') in memory else 'n/a'} | {mib_kib('worker_rss_idle_kib')} |
 | start to ready (`/readyz` 200, median of 5) | {U(fmt(rs.get('edge_start_to_ready_ms'), 1))} ms | {U(fmt(rs.get('worker_start_to_ready_ms'), 1))} ms |
 | release binary (glibc, this build) | {mib('edge_binary_mib')} | {mib('aux_worker_binary_mib')} |
 | static musl binary (as shipped) | {mib('edge_musl_binary_mib')} | |
