@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench tools fmt lint rust-test check-%
+.PHONY: help run test bench scale tools fmt lint rust-test check-%
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z%_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +15,9 @@ test: ## Run every test and check (what CI runs)
 
 bench: ## Benchmark the edge beside nginx, pinned to one core each (not part of test; writes docs/benchmarks.md)
 	@scripts/bench.sh
+
+scale: ## Simulate scale-out: SSM calls against edge pods, before and after keyed routing (not part of test; writes docs/benchmarks/scale.*)
+	@scripts/scale.sh
 
 tools: ## Check every prerequisite and install the pinned tools into .tools/ (run and test do it on demand)
 	@scripts/tools.sh all
