@@ -62,15 +62,16 @@ if awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
   fi
 fi
 
-scripts/tools.sh apt python
+scripts/tools.sh run
 
 missing=()
 for tool in valgrind:valgrind callgrind_control:valgrind openssl:openssl cmake:cmake musl-gcc:musl-tools; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]})"
-  log "apt-get install ${missing[*]}"
+  { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; } ||
+    die "missing Debian packages: ${missing[*]} (sudo apt-get install -y ${missing[*]})"
+  log "apt-get install ${missing[*]} (missing, needed by the bench)"
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

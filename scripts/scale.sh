@@ -32,7 +32,7 @@ log() { printf '[scale] %s\n' "$*"; }
 die() { printf '[scale] error: %s\n' "$*" >&2; exit 1; }
 
 command -v unshare >/dev/null || die "unshare (util-linux) is required"
-scripts/tools.sh apt python
+scripts/tools.sh run
 # shellcheck source=scripts/bench/lib.sh
 . "$ROOT/scripts/bench/lib.sh"
 PLOT_PYTHON=$(plot_venv "$ROOT")
