@@ -50,6 +50,8 @@ import sys
 import tempfile
 import time
 
+from procs import Procs, free_port, metric_sum, read_response, stop
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PREFIX = "/kantox-challenge/dev"
@@ -58,7 +60,7 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 SCENARIOS = ("cache-hit", "cache-hit-logs", "proxied", "proxied-canned", "moto", "memory", "instructions")
 EXIT_BUSY = 3
 A = None
-PROCS = []
+PROCS = None  # procs.Procs, once the work directory exists
 RESULTS = {"runs": [], "resources": {}, "memory": [], "instructions": {}, "machine": {}}
 
 
@@ -72,31 +74,12 @@ def load1():
     return round(os.getloadavg()[0], 2)
 
 
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def pinned(cpu, argv):
     return ["taskset", "-c", cpu, *argv]
 
 
 def start(argv, name, env=None, stdin=subprocess.DEVNULL):
-    logf = open(os.path.join(A.workdir, f"{name}.log"), "ab")
-    p = subprocess.Popen(argv, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=stdin)
-    PROCS.append(p)
-    return p
-
-
-def stop(p, grace=5):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(grace)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    return PROCS.start(argv, name, env=env, stdin=stdin)
 
 
 def get(port, path, timeout=5, host="127.0.0.1", tls=None):
@@ -139,16 +122,7 @@ def metric(port, name, **labels):
     st, _, body = get(port, "/metrics")
     if st != 200:
         raise SystemExit(f"/metrics on :{port} answered {st}")
-    total, seen = 0.0, False
-    for line in body.decode().splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-            seen = True
-    return total if seen else 0.0
+    return metric_sum(body.decode(), name, **labels)
 
 
 def stub_status(port):
@@ -331,16 +305,7 @@ def moto():
     p = start(pinned(SERVER_CPU, [os.path.join(ROOT, ".tools/venv/bin/python"),
                                   os.path.join(ROOT, "scripts/moto_server.py"), "--port", "0", "--seed",
                                   "--watch-stdin"]), "moto", stdin=subprocess.PIPE)
-    path = os.path.join(A.workdir, "moto.log")
-    for _ in range(600):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            m = re.search(r"^listening http://127.0.0.1:(\d+)", f.read(), re.M)
-        if m:
-            return p, int(m.group(1))
-        if p.poll() is not None:
-            raise SystemExit("moto exited")
-        time.sleep(0.1)
-    raise SystemExit("moto did not start")
+    return p, PROCS.listening_port(p, "moto")
 
 
 def worker_env(aws_port, port, admin, ttl="3600"):
@@ -548,22 +513,6 @@ def scenario_moto(moto_proc, moto_port):
 
 
 # ------------------------------------------------------------------- memory
-
-def read_response(f):
-    """One HTTP/1.1 response from a buffered socket file: (status, headers)."""
-    status = f.readline()
-    if not status:
-        raise ConnectionError("connection closed")
-    headers = {}
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        k, _, v = line.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
-    f.read(int(headers.get("content-length", "0")))
-    return int(status.split()[1]), headers
-
 
 def hold_connections(port, n, tls=None, header="x-cache"):
     """n keep-alive connections, each having made one request on the cached
@@ -870,7 +819,7 @@ def settle():
 
 
 def main():
-    global A
+    global A, PROCS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="directory of the release edge and aux-worker (glibc)")
     ap.add_argument("--musl-edge", default="", help="the static musl edge, built as edge/Dockerfile builds it")
@@ -910,6 +859,7 @@ def main():
         raise SystemExit(f"the open-file limit is {hard}; {need} descriptors are needed (ulimit -Hn)")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, need), hard))
     A.workdir = tempfile.mkdtemp(prefix="bench.")
+    PROCS = Procs(A.workdir)
     machine()
     settle()
     log(f"measuring {', '.join(s for s in SCENARIOS if s in A.only)} (work files in {A.workdir})")
@@ -929,11 +879,7 @@ def main():
         if "instructions" in A.only:
             scenario_instructions(moto_port)
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in PROCS:
-            stop(p, grace=3)
+        PROCS.stop_all()
     one, five, fifteen = os.getloadavg()
     RESULTS["machine"].update(loadavg_after=round(one, 2), loadavg_after_5=round(five, 2),
                               loadavg_after_15=round(fifteen, 2))

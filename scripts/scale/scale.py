@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import random
-import re
 import shutil
 import signal
 import socket
@@ -51,12 +50,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "bench"))
+from procs import Procs, free_port, metric_sum, stop  # noqa: E402
 PYTHON = os.path.join(ROOT, ".tools/venv/bin/python")
 NAME = "aux-worker.scale.test"  # .test is reserved for testing (RFC 2606)
 WORKER_ADDRS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 PREFIX = "/scale-sim"
 A = None
-PROCS = []
+PROCS = None  # procs.Procs, once the work directory exists
 
 
 def log(msg):
@@ -70,33 +71,7 @@ def load1():
 # ------------------------------------------------------------- processes
 
 def start(argv, name, env=None, stdin=subprocess.DEVNULL):
-    logf = open(os.path.join(A.workdir, f"{name}.log"), "ab")
-    p = subprocess.Popen(argv, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=stdin)
-    PROCS.append(p)
-    return p
-
-
-def stop(p, grace=5):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(grace)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def listening_port(p, name):
-    path = os.path.join(A.workdir, f"{name}.log")
-    for _ in range(600):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            m = re.search(r"^listening http://127.0.0.1:(\d+)", f.read(), re.M)
-        if m:
-            return int(m.group(1))
-        if p.poll() is not None:
-            raise SystemExit(f"{name} exited; see {path}")
-        time.sleep(0.1)
-    raise SystemExit(f"{name} did not start")
+    return PROCS.start(argv, name, env=env, stdin=stdin)
 
 
 def http_get(host, port, path, timeout=5):
@@ -119,20 +94,7 @@ def wait_ready(host, port, proc, name, tries=500):
 
 def metric(host, port, name, **labels):
     _, body = http_get(host, port, "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)", line)
-        if m and m.group(1) == name:
-            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-    return total
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return metric_sum(body.decode(), name, **labels)
 
 
 def port_free_everywhere(hosts):
@@ -154,11 +116,11 @@ def port_free_everywhere(hosts):
 def moto_and_proxy():
     moto = start([PYTHON, os.path.join(ROOT, "scripts/moto_server.py"), "--port", "0", "--watch-stdin"], "moto",
                  stdin=subprocess.PIPE)
-    moto_port = listening_port(moto, "moto")
+    moto_port = PROCS.listening_port(moto, "moto")
     seed(moto_port)
     proxy = start([PYTHON, os.path.join(ROOT, "scripts/faults/aws_proxy.py"), "--upstream",
                    f"http://127.0.0.1:{moto_port}"], "aws-proxy", stdin=subprocess.PIPE)
-    return moto_port, listening_port(proxy, "aws-proxy")
+    return moto_port, PROCS.listening_port(proxy, "aws-proxy")
 
 
 def seed(moto_port):
@@ -432,7 +394,7 @@ def run_config(mode, n_edges, proxy_port, wrap, sequence, kill=False):
 
 
 def main():
-    global A
+    global A, PROCS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True, help="directory of the release edge and aux-worker")
     ap.add_argument("--out", required=True)
@@ -451,6 +413,7 @@ def main():
     if not shutil.which("unshare"):
         raise SystemExit("unshare (util-linux) is required")
     A.workdir = tempfile.mkdtemp(prefix="scale.")
+    PROCS = Procs(A.workdir)
     log(f"work files in {A.workdir}")
     results = {"machine": {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "kernel": platform.release(),
@@ -471,11 +434,7 @@ def main():
         if not A.no_kill:
             results["runs"].append(run_config("after", max(A.edge_counts), proxy_port, wrap, sequence, kill=True))
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in PROCS:
-            stop(p, grace=3)
+        PROCS.stop_all()
     results["machine"]["loadavg_after"] = load1()
     os.makedirs(A.out, exist_ok=True)
     path = os.path.join(A.out, "scale.json")
