@@ -315,7 +315,9 @@ async def drive(edges, sequence, proxy_port, kill=None):
     return records, timeline, killed_at
 
 
-def ideal(records, ttl, duration):
+def ideal(records, ttl):
+    """Distinct keys requested in each TTL window from the start, summed, and
+    the number of windows."""
     windows = {}
     for r in records:
         windows.setdefault(int(r["t"] // ttl), set()).add(r["key"])
@@ -358,7 +360,7 @@ def run_config(mode, n_edges, proxy_port, wrap, sequence, kill=False):
     time.sleep(0.5)  # answers in flight at the proxy
     calls = get_parameter_calls(proxy_port) - calls0
     timeline = [(t, c - calls0) for t, c in timeline]
-    distinct, windows = ideal(records, ttl, A.seconds)
+    distinct, windows = ideal(records, ttl)
     errors = [r for r in records if r["status"] != 200]
     caches = {}
     for r in records:
