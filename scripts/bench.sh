@@ -12,8 +12,10 @@
 #   BENCH_ONLY           comma-separated scenarios (all): cache-hit,
 #                        cache-hit-logs, proxied, proxied-canned, moto, memory,
 #                        instructions
-#   BENCH_OUT            results directory (docs/benchmarks)
-#   BENCH_MARKDOWN       the report (docs/benchmarks.md)
+#   BENCH_OUT            results directory (docs/benchmarks; .run/bench with
+#                        BENCH_ONLY, so a partial run never replaces the report)
+#   BENCH_MARKDOWN       the report (docs/benchmarks.md; .run/bench/benchmarks.md
+#                        with BENCH_ONLY)
 #   BENCH_MAX_LOAD       busiest one-minute load average accepted (1.5)
 #   BENCH_SETTLE_SECONDS how long to wait after the build for the load average
 #                        to fall below BENCH_MAX_LOAD (180)
@@ -25,7 +27,8 @@
 #
 # A busy machine (load average above BENCH_MAX_LOAD before the build, or still
 # above it when the measurements would start) stops the run with exit status 3
-# and writes nothing, unless BENCH_ALLOW_BUSY=1.
+# and writes nothing, unless BENCH_ALLOW_BUSY=1. BENCH_ONLY=instructions is not
+# gated: callgrind's counts do not depend on the load.
 #
 # Installs what it needs into .tools/bench/ on first use: nginx and wrk from
 # the Debian archive (apt-get download + dpkg -x, nothing installed
@@ -38,8 +41,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BENCH_TOOLS="$ROOT/.tools/bench"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
-OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
-MARKDOWN=${BENCH_MARKDOWN:-$ROOT/docs/benchmarks.md}
+if [ -z "${BENCH_ONLY:-}" ]; then
+  OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
+  MARKDOWN=${BENCH_MARKDOWN:-$ROOT/docs/benchmarks.md}
+else
+  # A partial run never replaces the committed report.
+  OUT=${BENCH_OUT:-$ROOT/.run/bench}
+  MARKDOWN=${BENCH_MARKDOWN:-$ROOT/.run/bench/benchmarks.md}
+fi
 MAX_LOAD=${BENCH_MAX_LOAD:-1.5}
 MUSL=x86_64-unknown-linux-musl
 DEBS=(nginx wrk libluajit2-5.1-2 libluajit2-5.1-common)
@@ -52,8 +61,9 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 command -v taskset >/dev/null || die "taskset (util-linux) is required"
 
 # Fail fast on a machine that is already busy: the build would only add to it.
+# Instruction counts alone do not depend on the load: not gated.
 load=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
+if [ "${BENCH_ONLY:-}" != instructions ] && awk -v l="$load" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
   if [ "${BENCH_ALLOW_BUSY:-0}" = 1 ]; then
     log "load average $load > $MAX_LOAD: BENCH_ALLOW_BUSY=1, every figure will be marked unreliable"
   else

@@ -82,7 +82,7 @@ def plot(results, path):
     mem = results.get("memory") or []
     panels = len(groups) + (1 if mem else 0)
     if not panels:
-        return
+        return False
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), squeeze=False)
     for ax, (key, title, rows) in zip(axes[0], groups):
         labels = [r["server"].replace(" (", "\n(").replace(", ", ",\n").replace(" /", "\n/").replace(" -> ", "\n-> ")
@@ -115,6 +115,7 @@ def plot(results, path):
     fig.suptitle(title, fontsize=8, color="red" if UNRELIABLE else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
 
 
 def main():
@@ -132,7 +133,7 @@ def main():
               f"{m['max_load']}) and was not allowed (BENCH_ALLOW_BUSY=1); no report written", file=sys.stderr)
         return EXIT_BUSY
     UNRELIABLE = bool(m.get("busy"))
-    plot(res, a.plot)
+    plotted = plot(res, a.plot)
     wrk_version = (m.get("wrk") or "wrk").split(" Copyright")[0]
     nginx_version = (m.get("nginx") or "nginx").replace("nginx version: ", "")
     seconds = m["seconds"]
@@ -282,12 +283,15 @@ def main():
         banner = (f"\n> **UNRELIABLE: the one-minute load average was {m['loadavg_before']} when the measurements "
                   f"started (above {m['max_load']}): other work was using the machine. This run was allowed with "
                   f"BENCH_ALLOW_BUSY=1, and every figure below is marked unreliable. Do not quote it.**\n")
+    if m.get("load_gated", True):
+        gate = (f"The bench refuses to write this report when the first figure is above {m['max_load']} "
+                "(unless BENCH_ALLOW_BUSY=1, which marks every figure as unreliable)"
+                + (": **this run was busy**." if busy else ": this run started on a quiet machine."))
+    else:
+        gate = "This run counted instructions only, which do not depend on the load: it was not gated."
     load_line = (f"Load average (1, 5, 15 min) when the measurements started: {m['loadavg_before']}, "
                  f"{m.get('loadavg_before_5')}, {m.get('loadavg_before_15')}; when they ended: "
-                 f"{m.get('loadavg_after')}, {m.get('loadavg_after_5')}, {m.get('loadavg_after_15')}. "
-                 f"The bench refuses to write this report when the first figure is above {m['max_load']} "
-                 "(unless BENCH_ALLOW_BUSY=1, which marks every figure as unreliable)"
-                 + (": **this run was busy**." if busy else ": this run started on a quiet machine."))
+                 f"{m.get('loadavg_after')}, {m.get('loadavg_after_5')}, {m.get('loadavg_after_15')}. " + gate)
     only = m.get("only") or []
     partial = ""
     if only and set(only) != set(LABELS) | {"memory", "instructions"}:
@@ -427,13 +431,15 @@ command, black-box over the real binaries, each test printing its figures:
 make bench                                  # on a quiet machine: about 5 minutes after the release builds
 BENCH_SECONDS=2 BENCH_ALLOW_BUSY=1 \\
   BENCH_OUT=/tmp/bench BENCH_MARKDOWN=/tmp/bench.md make bench   # a quick run of the harness (figures unreliable)
-BENCH_ONLY=instructions make bench          # only the instruction counts (and the budget verdict)
-BENCH_RECORD_BUDGET=1 BENCH_ONLY=instructions make bench   # record the budget after a change that is meant to cost more
+BENCH_ONLY=instructions make bench          # only the instruction counts and the budget verdict (report in .run/bench/)
+BENCH_RECORD_BUDGET=1 BENCH_ONLY=instructions make bench   # record the budget (scripts/bench/budget.json)
 ```
 
 The harness refuses to measure (exit status 3) when the one-minute load
 average is above `BENCH_MAX_LOAD` (1.5) before the build or, after waiting up
-to `BENCH_SETTLE_SECONDS` (180) for it to fall, when the measurements start.
+to `BENCH_SETTLE_SECONDS` (180) for it to fall, when the measurements start;
+instruction counts alone are not gated. A partial run (`BENCH_ONLY`) writes
+into `.run/bench/`, never over this report.
 It fetches nginx and wrk as Debian packages into `.tools/bench/` (extracted,
 not installed, no service started), builds the release binaries (glibc, and
 the static musl edge as the image does), starts everything on 127.0.0.1 on
@@ -444,7 +450,7 @@ tests, which assert behaviour rather than speed, are part of the test command
 """
     with open(a.markdown, "w", encoding="utf-8") as f:
         f.write(md)
-    print(f"wrote {a.markdown} and {os.path.basename(a.plot)}")
+    print(f"wrote {a.markdown}" + (f" and {os.path.basename(a.plot)}" if plotted else " (nothing to plot)"))
     return 0
 
 
