@@ -15,6 +15,8 @@
 //!   once before any port is bound.
 //! - [`server`]: wiring of the Pingora server: public service, admin service,
 //!   resolver, certificate watch, shutdown watch.
+//! - [`listen`]: the public listeners, a Pingora service whose accept loop
+//!   spawns each connection with only its own state.
 //! - [`conn`]: client connections: the connection cap, the TLS handshake, the
 //!   HTTP/1 keep-alive loop (parsing, deadlines, client aborts, drain) and
 //!   HTTP/2 through Pingora's server.
@@ -67,6 +69,7 @@ pub mod config;
 pub mod conn;
 pub mod flight;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod respond;
 pub mod server;

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -23,6 +22,7 @@ use crate::cache::AnswerCache;
 use crate::config::Config;
 use crate::conn::{ConnSettings, EdgeServer, TlsListener};
 use crate::limits::ConnectionCap;
+use crate::listen::{self, PublicService};
 use crate::metrics::metrics;
 use crate::shutdown::{DrainWatch, grace_periods};
 use crate::tls::{CertificateWatch, ReloadingResolver, TlsFileError, WAITING_REASON};
@@ -60,9 +60,15 @@ fn proxy_threads() -> usize {
 /// Runs the edge until it is told to stop (SIGTERM drains first, SIGINT
 /// stops at once). Returns once every service has stopped.
 pub fn run(config: Config) -> Result<(), RunError> {
-    let mut addrs = vec![config.listen_addr, config.admin_addr];
-    addrs.extend(config.tls.as_ref().map(|t| t.listen_addr));
-    check_bindable(&addrs)?;
+    // The public listeners are bound here, before anything starts; the admin
+    // one (Pingora binds it) is checked.
+    check_bindable(&[config.admin_addr])?;
+    let mut public_addrs = vec![config.listen_addr];
+    public_addrs.extend(config.tls.as_ref().map(|t| t.listen_addr));
+    let listeners = public_addrs
+        .iter()
+        .map(|&addr| listen::bind(addr).map_err(|source| RunError::Bind { addr, source }))
+        .collect::<Result<Vec<_>, _>>()?;
     let m = metrics();
     m.set_version(&config.service_version);
     let readiness = Arc::new(Readiness::new());
@@ -122,20 +128,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
         settings,
         draining_rx,
     );
-    let mut public = Service::new("edge".to_owned(), edge);
-    // No L4 buffering: requests are read into the connection's own small
-    // buffer, and TLS (rustls) buffers records itself.
-    public.add_listener(
-        ListenerConfig::tcp(config.listen_addr.to_string())
-            .l4_buffer(L4BufferSettings::unbuffered()),
-    );
-    if let Some(tls) = &config.tls {
-        // The TLS handshake is made by `EdgeServer`, within the header deadline.
-        public.add_listener(
-            ListenerConfig::tcp(tls.listen_addr.to_string())
-                .l4_buffer(L4BufferSettings::unbuffered()),
-        );
-    }
+    // No L4 buffering (requests are read into the connection's own small
+    // buffer, and rustls buffers records itself); the TLS handshake is made
+    // by `EdgeServer`, within the header deadline.
+    let public = PublicService::new(edge, listeners, proxy_threads());
 
     let mut admin = Service::new(
         "admin".to_owned(),
