@@ -1,10 +1,11 @@
 //! Wiring: one Pingora [`Server`] with the public service (plain and TLS
-//! listeners, served by [`EdgeServer`]), the admin service, the worker
-//! address resolver, the certificate watch, and the drain-first shutdown.
+//! listeners, accepted by [`PublicService`] and served by [`EdgeServer`]),
+//! the admin service, the worker address resolver, the certificate watch,
+//! and the drain-first shutdown.
 //!
-//! Pingora binds its listeners itself from addresses, so listeners cannot be
-//! injected; tests pick free ports by binding `127.0.0.1:0` and releasing them,
-//! then run the binary.
+//! The binary binds its listeners itself from addresses (before anything
+//! starts); tests pick free ports by binding `127.0.0.1:0` and releasing
+//! them, then run the binary.
 
 use std::sync::Arc;
 
