@@ -118,6 +118,17 @@ def plot(results, path):
     return True
 
 
+def with_scale_section(md, scale_md):
+    """The scale-out section `make scale` wrote beside the results (scale.md),
+    placed before "Robustness"; the report unchanged when there is none."""
+    if not os.path.exists(scale_md):
+        return md
+    with open(scale_md, encoding="utf-8") as f:
+        section = "".join(line for line in f if not line.startswith("<!--")).strip()
+    head, sep, tail = md.partition("## Robustness: where it is tested")
+    return f"{head}{section}\n\n{sep}{tail}" if sep else f"{md}\n{section}\n"
+
+
 def main():
     global UNRELIABLE
     ap = argparse.ArgumentParser()
@@ -448,6 +459,7 @@ its own, `make scale` (see [scale-out.md](scale-out.md)). The fault and abuse
 tests, which assert behaviour rather than speed, are part of the test command
 (`scripts/check-faults.sh`).
 """
+    md = with_scale_section(md, os.path.join(os.path.dirname(a.results), "scale.md"))
     with open(a.markdown, "w", encoding="utf-8") as f:
         f.write(md)
     print(f"wrote {a.markdown}" + (f" and {os.path.basename(a.plot)}" if plotted else " (nothing to plot)"))
