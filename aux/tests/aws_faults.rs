@@ -284,9 +284,9 @@ async fn a_hanging_aws_endpoint_gives_504_within_the_call_timeout() {
 
 #[tokio::test]
 async fn an_unreachable_aws_endpoint_gives_503() {
-    // Bind and drop to get a port nobody listens on.
-    let port = platform_testkit::free_port();
-    let w = with_endpoint(&format!("http://127.0.0.1:{port}"), "2", &[]).await;
+    // A port held by a socket that never listens: every connection is refused.
+    let (refusing, _held) = platform_testkit::refusing_addr();
+    let w = with_endpoint(&format!("http://{refusing}"), "2", &[]).await;
     let res = get(w.api, "/s3-buckets").await;
     assert_clean_error(&res, 503, "aws_unavailable");
     assert_eq!(res.header("retry-after"), Some("1"));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use platform_testkit::{Moto, Worker, free_port, get, send};
+use platform_testkit::{Moto, Worker, get, send};
 use support::{Edge, Reply, StandIn, sample};
 
 const PARAM_BODY: &str = r#"{"name":"/p/x","value":"v","type":"String","version":1,"auxiliary_service_version":"stand-in"}"#;
@@ -226,8 +226,9 @@ async fn stale_if_error_with_the_worker_stopped_then_503_when_the_window_ends() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_or_unresolvable_worker_fails_fast_with_json() {
+    let (refusing, _held) = platform_testkit::refusing_addr();
     for url in [
-        format!("http://127.0.0.1:{}", free_port()),
+        format!("http://{refusing}"),
         "http://no-such-worker.invalid:8001".to_owned(),
     ] {
         let edge = Edge::start(&url, &[]).await;

@@ -38,6 +38,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An address on 127.0.0.1 that refuses connections for as long as the
+/// returned socket lives: the socket is bound (so no other test, in this
+/// process or another, can be given the port) but never listens, so the
+/// kernel answers every connection attempt with a reset. A port that was
+/// merely free a moment ago ([`free_port`]) may be taken by a parallel test
+/// and answer.
+pub fn refusing_addr() -> (std::net::SocketAddr, socket2::Socket) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any.into()).expect("binding 127.0.0.1:0");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("an IPv4 local address");
+    (addr, socket)
+}
+
 /// A TCP endpoint on 127.0.0.1 that accepts connections, holds them open and
 /// never answers; the counter tells how many connections were made.
 pub async fn black_hole() -> (
