@@ -58,6 +58,33 @@ fn proxy_threads() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
 }
 
+/// Resolves the worker's host once before anything is served, so a new pod
+/// does not answer its first misses `503` for want of addresses it could
+/// have known (the listeners are bound; connections wait in the accept
+/// queue). Bounded by the resolver's own timeout; a failure is only logged:
+/// the background resolver keeps trying, and a request that finds no
+/// address still answers `503 upstream_unavailable` at once.
+fn resolve_before_serving(upstream: &Upstream) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%error, "no runtime for the first resolution; the background resolver does it");
+            return;
+        }
+    };
+    match runtime.block_on(upstream.resolve()) {
+        Ok(n) => tracing::debug!(addresses = n, "auxiliary service resolved"),
+        Err(error) => {
+            tracing::warn!(%error, "auxiliary service not resolved yet; the background resolver keeps trying")
+        }
+    }
+    // A lookup that timed out may still hold a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+}
+
 /// Runs the edge until it is told to stop (SIGTERM drains first, SIGINT
 /// stops at once). Returns once every service has stopped.
 pub fn run(config: Config) -> Result<(), RunError> {
@@ -89,6 +116,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     server.bootstrap();
 
     let upstream = Arc::new(Upstream::new(config.upstream.clone()));
+    resolve_before_serving(&upstream);
     let cache = AnswerCache::new(config.cache);
     let app = Arc::new(EdgeApp::new(&config, upstream.clone(), cache.clone()));
     let (draining_tx, draining_rx) = watch::channel(false);

@@ -88,10 +88,15 @@ impl UpstreamError {
 
 /// What went wrong in one attempt.
 enum AttemptError {
-    /// Nothing reached the worker: another address may be tried. `eject`
-    /// says whether the address is to blame (a pooled connection the worker
-    /// closed while idle is not).
-    Retryable { error: UpstreamError, eject: bool },
+    /// Nothing reached the worker: the request may be sent again. `eject`
+    /// says whether the address is to blame; `stale` marks a pooled
+    /// connection the worker had closed while idle, which says nothing
+    /// about the address (it stays first choice, on another connection).
+    Retryable {
+        error: UpstreamError,
+        eject: bool,
+        stale: bool,
+    },
     /// The worker may have seen the request: no retry.
     Final { error: UpstreamError, eject: bool },
 }
@@ -344,11 +349,11 @@ impl Upstream {
         Ok(n)
     }
 
-    /// The address for attempt `tried.len()`: the key's place on the ring
-    /// (or the next round-robin address), preferring addresses not tried yet
-    /// and not ejected; with every address ejected or tried, any address (a
-    /// pooled connection found dead is retried on the same address with a
-    /// new connection when there is no other).
+    /// The address for the next attempt: the key's place on the ring (or
+    /// the next round-robin address), preferring addresses not tried yet and
+    /// not ejected; with every address ejected or tried, any address. (A
+    /// pooled connection found dead does not count its address as tried, so
+    /// a key's misses stay on their worker.)
     fn pick(&self, hash_key: Option<&[u8]>, tried: &[SocketAddr]) -> Option<SocketAddr> {
         let choose = |skip_tried: bool, skip_ejected: bool| {
             let usable = |b: &Backend, _healthy: bool| {
@@ -447,12 +452,18 @@ impl Upstream {
                     }
                     return Err(error);
                 }
-                Err(AttemptError::Retryable { error, eject }) => {
+                Err(AttemptError::Retryable {
+                    error,
+                    eject,
+                    stale,
+                }) => {
                     tracing::debug!(%error, %addr, attempt, "retrying auxiliary service request");
                     if eject {
                         self.failed(addr);
                     }
-                    tried.push(addr);
+                    if !stale {
+                        tried.push(addr);
+                    }
                     last = error;
                 }
             }
@@ -530,6 +541,7 @@ impl Upstream {
                 AttemptError::Retryable {
                     error,
                     eject: false,
+                    stale: true,
                 }
             } else {
                 AttemptError::Final { error, eject: true }
@@ -614,10 +626,15 @@ fn classify_connect(e: &PError, addr: SocketAddr) -> AttemptError {
         | ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
         | ErrorType::ConnectError
-        | ErrorType::SocketError => AttemptError::Retryable { error, eject: true },
+        | ErrorType::SocketError => AttemptError::Retryable {
+            error,
+            eject: true,
+            stale: false,
+        },
         _ => AttemptError::Retryable {
             error,
             eject: false,
+            stale: false,
         },
     }
 }
@@ -726,13 +743,6 @@ mod tests {
     }
 
     /// Bound then released: nobody listens there.
-    fn dead_addr() -> SocketAddr {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    }
-
     #[test]
     fn ejections_double_up_to_the_bound() {
         assert_eq!(ejection_duration(1), EJECT_BASE);
@@ -886,7 +896,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_address_is_retried_elsewhere_ejected_then_probed_back() {
-        let dead = dead_addr();
+        let (dead, _held) = platform_testkit::refusing_addr();
         let (alive, count, _) = counting_server().await;
         let up = upstream("127.0.0.1", alive.port());
         up.set_addresses(vec![dead, alive]).await;
@@ -900,7 +910,8 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 6);
         assert!(up.ejections.is_ejected(&dead));
         // Refused connections fail fast, without waiting for timeouts.
-        let up2 = upstream("127.0.0.1", dead_addr().port());
+        let (refusing, _held2) = platform_testkit::refusing_addr();
+        let up2 = upstream("127.0.0.1", refusing.port());
         let start = Instant::now();
         let r = up2.get("/parameters", "/parameters", &fwd(), None).await;
         assert!(matches!(r, Err(UpstreamError::Unavailable(_))), "{r:?}");

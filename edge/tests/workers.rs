@@ -198,3 +198,74 @@ async fn a_black_holed_address_costs_no_errors_and_is_skipped() {
     );
     assert_eq!(good.total(), 120);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_addresses_are_known_before_the_first_request_is_served() {
+    let port = shared_port();
+    let a = StandIn::start_on(SocketAddr::from((A, port)), ok_worker()).await;
+    let b = StandIn::start_on(SocketAddr::from((B, port)), ok_worker()).await;
+    let edge = edge_for(port, &[]).await;
+    // Ready means served: the first misses already have both addresses.
+    for path in ["/s3-buckets", "/parameter/first"] {
+        assert_eq!(get(edge.http, path).await.status, 200, "{path}");
+    }
+    let logs = edge.logs();
+    let resolved = logs.find("auxiliary service addresses");
+    let starting = logs.find("edge starting");
+    println!("first resolution at byte {resolved:?} of the log, start at {starting:?}");
+    assert!(
+        resolved.is_some() && starting.is_some() && resolved < starting,
+        "the addresses are resolved before the edge starts serving:\n{logs}"
+    );
+    assert_eq!(a.total() + b.total(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_pooled_connection_is_retried_on_its_own_address_not_an_ejected_one() {
+    let port = shared_port();
+    // a drops every reused connection when the next request arrives on it;
+    // b refuses (its port held by a socket that never listens).
+    let a = StandIn::start_on(SocketAddr::from((A, port)), |_| {
+        Reply::json(200, r#"{"buckets":[]}"#).then_close()
+    })
+    .await;
+    let refusing =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    refusing.bind(&SocketAddr::from((B, port)).into()).unwrap();
+    // One retry only: it must go to a again (on a new connection), not to b.
+    let edge = edge_for(port, &[("UPSTREAM_RETRIES", "1")]).await;
+    // Until b is ejected (the round-robin reaches it once), a request may
+    // meet both a refusal and a dead pooled connection: two failures, one retry.
+    for _ in 0..10 {
+        if sample(
+            &edge.metrics().await,
+            "edge_upstream_ejected_addresses",
+            &[],
+        ) == Some(1.0)
+        {
+            break;
+        }
+        get(edge.http, "/s3-buckets").await;
+    }
+    let mut statuses = BTreeMap::<u16, usize>::new();
+    for _ in 0..20 {
+        *statuses
+            .entry(get(edge.http, "/s3-buckets").await.status)
+            .or_default() += 1;
+    }
+    let m = edge.metrics().await;
+    println!(
+        "b refused and ejected, a drops reused connections: {statuses:?}, a saw {} requests, retries {:?}",
+        a.total(),
+        sample(
+            &m,
+            "edge_upstream_retries_total",
+            &["route=\"/s3-buckets\""]
+        )
+    );
+    assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+    assert_eq!(
+        sample(&m, "edge_upstream_ejected_addresses", &[]),
+        Some(1.0)
+    );
+}
