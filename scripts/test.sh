@@ -39,7 +39,11 @@ for n in "$@"; do
     t0=$(date +%s)
     rc=0
     bash "scripts/check-$n.sh" >"$LOGS/$n.log" 2>&1 || rc=$?
-    echo $(( $(date +%s) - t0 )) >"$LOGS/$n.seconds"
+    # wall seconds, then the CPU seconds (user + system) of the check's processes
+    # (`times` itself, not in a pipe: a forked shell has no children's times)
+    times >"$LOGS/$n.times"
+    cpu=$(tail -n 1 "$LOGS/$n.times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+    echo "$(( $(date +%s) - t0 ))s, ${cpu}s CPU" >"$LOGS/$n.seconds"
     exit "$rc"
   ) &
   pids[$n]=$!
@@ -49,10 +53,10 @@ done
 passed=0; failed=0; failed_names=()
 for n in "$@"; do
   if wait "${pids[$n]}"; then
-    passed=$((passed + 1)); echo "==> $n: ok ($(cat "$LOGS/$n.seconds")s)"
+    passed=$((passed + 1)); echo "==> $n: ok ($(cat "$LOGS/$n.seconds"))"
   else
     failed=$((failed + 1)); failed_names+=("$n")
-    echo "==> $n: FAILED ($(cat "$LOGS/$n.seconds" 2>/dev/null)s); last lines of its log:"
+    echo "==> $n: FAILED ($(cat "$LOGS/$n.seconds" 2>/dev/null)); last lines of its log:"
     tail -n 60 "$LOGS/$n.log" | sed "s/^/    [$n] /"
   fi
 done
