@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$ROOT/scripts/ports.py"; }  # below the ephemeral range: see ports.py
 for v in MOTO_PORT AUX_PORT AUX_ADMIN_PORT EDGE_PORT EDGE_TLS_PORT EDGE_ADMIN_PORT; do
   port=$(free_port)
   export "$v=$port"

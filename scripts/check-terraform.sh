@@ -66,9 +66,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+free_port() { python3 "$ROOT/scripts/ports.py"; }  # below the ephemeral range: see ports.py
 
 wait_http() { # wait_http URL SECONDS
   local i

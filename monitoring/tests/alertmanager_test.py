@@ -28,13 +28,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts"))
+from ports import free_port  # noqa: E402  (below the ephemeral range)
 
 SECRET_DIR = "/etc/alertmanager/secrets/alertmanager-receivers/"
 SECRET_NAME = "alertmanager-receivers"
@@ -57,12 +59,6 @@ def tool(name):
     if not path:
         sys.exit(f"FAIL {name} not found on PATH (scripts/tools.sh extracts prometheus-alertmanager)")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_kps(root):

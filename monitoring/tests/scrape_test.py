@@ -40,6 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts"))
+from ports import free_port  # noqa: E402  (below the ephemeral range)
+
 ENV = "dev"  # the namespace label every local target gets
 PREFIX = "/kantox-challenge/dev"
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
@@ -69,12 +72,6 @@ def check(ok, msg):
     say(f"  {'ok  ' if ok else 'FAIL'} {msg}")
     if not ok:
         failures.append(msg)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=10.0):

@@ -4,9 +4,12 @@ Prometheus text and HTTP/1.1 answers read off a socket."""
 import os
 import re
 import signal
-import socket
 import subprocess
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ports import free_port  # noqa: E402,F401  (re-exported for bench and scale)
 
 
 class Procs:
@@ -55,12 +58,6 @@ def stop(p, grace=5):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def metric_sum(text, name, **labels):

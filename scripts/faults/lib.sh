@@ -19,9 +19,7 @@ STACK_BIN=${STACK_BIN:-$STACK_TARGET/debug}
 say() { printf '[%s] %s\n' "${CHECK_NAME:-stack}" "$*"; }
 die() { printf '[%s] error: %s\n' "${CHECK_NAME:-stack}" "$*" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+free_port() { python3 "$STACK_ROOT/scripts/ports.py"; }  # below the ephemeral range: see ports.py
 
 stack_track() { STACK_PIDS+=("$1"); }
 

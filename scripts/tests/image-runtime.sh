@@ -188,7 +188,7 @@ size=$(du -sb "$rootfs" | cut -f1)
 say "image content: $size bytes ($(( size / 1024 / 1024 )) MiB, $([ "$static" = yes ] && echo "static debug build" || echo "glibc debug build plus libraries"))"
 
 # --------------------------------------------------------------------- run it
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 "$ROOT/scripts/ports.py"; }  # below the ephemeral range: see ports.py
 ADMIN_PORT=$(free_port); API_PORT=$(free_port)
 BUNDLE="$WORK/bundle"; mkdir -p "$BUNDLE"
 (cd "$BUNDLE" && runc spec)

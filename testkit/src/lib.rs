@@ -30,8 +30,41 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port free on 127.0.0.1 now, for a server a test starts (a binary told
+/// its address). Picked at random *below* the kernel's ephemeral range, where
+/// no outgoing connection and no `bind(0)` elsewhere can take it before the
+/// server binds it, and never handed out twice by this process (the same
+/// rule as `scripts/ports.py`). When the range leaves no room below it, the
+/// kernel picks.
 pub fn free_port() -> u16 {
+    const FLOOR: u16 = 10_000;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if low.saturating_sub(FLOOR) >= 1_000 {
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // xorshift seeded by the clock and the process: tests in parallel
+        // processes start from different places.
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32)
+            ^ given.len() as u64;
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = FLOOR + (x % u64::from(low - FLOOR)) as u16;
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("binding 127.0.0.1:0")
