@@ -16,9 +16,9 @@
 #   repository   scripts/set-repository.py: argocd/apps/source.yaml, the runbook
 #                links and Terraform's github_repository agree; its self-test
 #                rewrites copies and breaks each place
-#   tf-snippets  terraform/README.md never exports TF_DATA_DIR and names the
-#                environment on every command of terraform/environment, and
-#                the per-environment data dirs are git-ignored
+#   tf-snippets  terraform/README.md never exports TF_DATA_DIR and every
+#                snippet that uses $env sets it itself; .terraform-*/ folders
+#                are git-ignored; broken copies are rejected
 #
 # Ends with "N passed, N failed".
 # Tools: run python
@@ -83,31 +83,43 @@ readme() {
   return "$ok"
 }
 
-# tf_snippets FILE: each environment command sets its own TF_DATA_DIR.
+# tf_snippets FILE: no snippet leans on state an earlier one left behind: no
+# exported TF_DATA_DIR, and every code block that uses $env sets it itself
+# (`for env in ...` or `env=...`), so a command never runs against the
+# environment the previous snippet ended on.
 tf_snippets() {
   local bad
-  bad=$(grep -nE 'export +TF_DATA_DIR|^[^#]*terraform -chdir=terraform/environment' "$1" | grep -vE '^[0-9]+:[^#]*TF_DATA_DIR=[^ ]+ +terraform -chdir=terraform/environment' || true)
+  bad=$(grep -nE 'export +TF_DATA_DIR' "$1" || true)
+  bad+=$(awk '
+    /^```/ { if (inb) { if (uses && !sets) printf "%d: a code block uses $env without setting it\n", start; inb = 0 }
+             else { inb = 1; uses = 0; sets = 0; start = NR } next }
+    inb && /\$\{?env([^a-zA-Z0-9_]|$)/ { uses = 1 }
+    inb && /^[[:space:]]*(for env in |env=)/ { sets = 1 }
+  ' "$1")
   if [ -n "$bad" ]; then
-    echo "  FAIL $1: a TF_DATA_DIR left exported, or a terraform/environment command without its own TF_DATA_DIR:"
+    echo "  FAIL $1: a snippet depends on an environment set elsewhere:"
     echo "       ${bad//$'\n'/$'\n'       }"
     return 1
   fi
-  echo "  ok   $1: every terraform/environment command sets its own TF_DATA_DIR"
+  echo "  ok   $1: every snippet names its own environment; TF_DATA_DIR is never exported"
 }
 terraform_readme() {
   tf_snippets terraform/README.md || return 1
-  if git check-ignore -q terraform/environment/.terraform-dev/x; then
-    echo "  ok   terraform/environment/.terraform-dev/ is git-ignored"
+  if git check-ignore -q terraform/envs/dev/.terraform-dev/x; then
+    echo "  ok   .terraform-*/ folders are git-ignored"
   else
-    echo "  FAIL .gitignore does not ignore terraform/environment/.terraform-<env>/"; return 1
+    echo "  FAIL .gitignore does not ignore .terraform-<env>/ folders"; return 1
   fi
   # shellcheck disable=SC2016  # $env is the README's own, not expanded here
-  sed 's/^  TF_DATA_DIR=.terraform-$env terraform/  terraform/; s/^for env in dev prod; do$/&\n  export TF_DATA_DIR=.terraform-$env/' \
-    terraform/README.md >"$WORK/tf-exported.md"
-  if tf_snippets "$WORK/tf-exported.md" >/dev/null; then
-    echo "  FAIL a copy that exports TF_DATA_DIR in the loop was accepted"; return 1
-  fi
-  echo "  ok   a copy that exports TF_DATA_DIR in the loop is rejected"
+  sed 's/^for env in dev prod; do$/&\n  export TF_DATA_DIR=.terraform-$env/' terraform/README.md >"$WORK/tf-exported.md"
+  # shellcheck disable=SC2016
+  sed '/^env=dev /d' terraform/README.md >"$WORK/tf-unset.md"
+  for broken in "exports TF_DATA_DIR in the loop:tf-exported" "leaves the SecureString snippet without its env=:tf-unset"; do
+    if tf_snippets "$WORK/${broken##*:}.md" >/dev/null; then
+      echo "  FAIL a copy that ${broken%:*} was accepted"; return 1
+    fi
+    echo "  ok   a copy that ${broken%:*} is rejected"
+  done
 }
 
 run tools bash scripts/tests/test-tools.sh
