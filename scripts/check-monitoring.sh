@@ -35,9 +35,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # The services for the real-scrape test build in the background (the target
 # dir is shared with the other checks, so this may wait for their builds)
 # while the static checks run; the scrape step waits for it.
+# Both packages in one build, as every check builds them: one feature set,
+# so a cold run compiles each dependency once.
 (
-  cargo build -p aux-worker
-  if [ -f edge/Cargo.toml ]; then cargo build -p edge; fi
+  if [ -f edge/Cargo.toml ]; then cargo build --locked -p aux-worker -p edge; else cargo build --locked -p aux-worker; fi
 ) >"$WORK/cargo-build.log" 2>&1 &
 BUILD_PID=$!
 

@@ -126,8 +126,10 @@ tf() { # tf DATA_NAME DIR ARGS... : terraform with a per-run data dir under .run
 
 # --- the worker build starts early; it runs beside the Terraform steps --------
 [ -f aux/Cargo.toml ] || die "aux/Cargo.toml not found: the worker crate (package aux-worker) is needed for the end-to-end step"
-log "building aux-worker in the background (cargo build -p aux-worker)"
-cargo build -p aux-worker >"$WORK/logs/cargo-build.log" 2>&1 &
+# With edge, as every check builds them (one feature set: a cold run compiles
+# each dependency once).
+log "building aux-worker in the background (cargo build -p aux-worker -p edge)"
+cargo build --locked -p aux-worker -p edge >"$WORK/logs/cargo-build.log" 2>&1 &
 BUILD_PID=$!
 PIDS+=("$BUILD_PID")
 
@@ -339,7 +341,7 @@ bool() { [ "$(out "$1" expose_secure_parameters)" = True ] && echo true || echo 
 
 if ! wait "$BUILD_PID"; then
   tail -n 40 "$WORK/logs/cargo-build.log" | sed 's/^/    [cargo] /' >&2
-  die "cargo build -p aux-worker"
+  die "cargo build -p aux-worker -p edge"
 fi
 log "aux-worker built"
 

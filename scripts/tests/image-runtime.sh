@@ -79,7 +79,8 @@ if command -v rustup >/dev/null && command -v musl-gcc >/dev/null; then
 fi
 if [ "$static" = yes ]; then
   say "building $BIN for $MUSL (static, as in the real image)"
-  cargo build --locked -q -p "$BIN" --bin "$BIN" --target "$MUSL"
+  # Both packages, as for the other image: one feature set, one build.
+  cargo build --locked -q -p aux-worker -p edge --target "$MUSL"
   bin="$TARGET/$MUSL/debug/$BIN"
   if ldd "$bin" 2>&1 | grep -qE 'not a dynamic executable|statically linked'; then
     say "$bin is statically linked"
@@ -88,7 +89,7 @@ if [ "$static" = yes ]; then
   fi
 else
   say "NOTE: no $MUSL target or musl-gcc here: testing the host (glibc) binary with its ldd libraries copied into the image; the real image ships a static musl binary alone"
-  cargo build --locked -q -p "$BIN" --bin "$BIN"
+  cargo build --locked -q -p aux-worker -p edge
   bin="$TARGET/debug/$BIN"
 fi
 [ -x "$bin" ] || fail "no binary at $bin"
