@@ -166,7 +166,7 @@ d["parameters"] = [p for p in d["parameters"] if not p["name"].endswith("/db/hos
 json.dump(d, open(sys.argv[2], "w"))
 PY
 expect_rejection demo_data.py "differs from" python "$TESTS/demo_data.py" rendered "$WORK/local.yaml" "$WORK/demo-other.json"
-port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+port=$(python "$ROOT/scripts/ports.py")  # below the ephemeral range: see ports.py
 moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 seed() {
@@ -179,6 +179,8 @@ if seed && seed; then
 else
   cat "$WORK/moto.log"; fail "seed.py against moto"
 fi
+# The emulator that answered is ours (not another check's on the same port).
+kill -0 "$MOTO_PID" 2>/dev/null || { cat "$WORK/moto.log"; fail "moto_server on port $port did not start"; }
 if python "$TESTS/demo_data.py" seeded "http://127.0.0.1:$port" "$DEMO"; then
   pass "moto holds every bucket and parameter of $DEMO (db/host, api-key as in the README)"
 else

@@ -343,21 +343,28 @@ fi
 
 # ---------------------------------------------------------------- ECR
 echo "== ECR: image existence and release tagging without rebuild (moto)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 "$ROOT/scripts/ports.py")  # below the ephemeral range: see ports.py
 moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=eu-west-1
 for _ in $(seq 1 100); do curl -fsS "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
+# The emulator that answered is ours (not another check's on the same port).
+kill -0 "$MOTO_PID" 2>/dev/null || { cat "$WORK/moto.log"; echo "moto_server on port $port did not start"; exit 1; }
 for repo in main-api auxiliary-service; do
   aws ecr create-repository --repository-name "kantox-challenge/$repo" --image-tag-mutability IMMUTABLE >/dev/null
 done
 INDEX='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$(printf '1%.0s' {1..64})"'","size":100,"platform":{"architecture":"amd64","os":"linux"}}]}'
 OTHER='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$(printf '2%.0s' {1..64})"'","size":200,"platform":{"architecture":"amd64","os":"linux"}}]}'
+# The digest is given as ECR computes it (sha256 of the manifest's bytes):
+# moto makes one up for an image index from only 101 values, so two indexes
+# would sometimes share one.
+digest_of() { printf 'sha256:%s' "$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)"; }
 aws ecr put-image --repository-name kantox-challenge/main-api --image-tag "$C2" --image-manifest "$INDEX" \
-  --image-manifest-media-type application/vnd.oci.image.index.v1+json >/dev/null
+  --image-digest "$(digest_of "$INDEX")" --image-manifest-media-type application/vnd.oci.image.index.v1+json >/dev/null
 aws ecr put-image --repository-name kantox-challenge/main-api --image-tag "$C1" --image-manifest "$OTHER" \
-  --image-manifest-media-type application/vnd.oci.image.index.v1+json >/dev/null
+  --image-digest "$(digest_of "$OTHER")" --image-manifest-media-type application/vnd.oci.image.index.v1+json >/dev/null
 D2=$(aws ecr describe-images --repository-name kantox-challenge/main-api --image-ids "imageTag=$C2" --query 'imageDetails[0].imageDigest' --output text)
+eq "the SHA image's digest is ECR's (sha256 of its manifest)" "$(digest_of "$INDEX")" "$D2"
 eq "image-digest finds the SHA image" "$D2" "$("$RELEASE" image-digest main-api "$C2" 2>/dev/null)"
 refuses "image-digest fails for a commit never built" "$RELEASE" image-digest main-api "$(printf 'b%.0s' {1..40})"
 refuses "promote fails when the SHA image does not exist" "$RELEASE" promote auxiliary-service "$C2" v1.0.0
