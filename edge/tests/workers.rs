@@ -229,9 +229,7 @@ async fn a_dead_pooled_connection_is_retried_on_its_own_address_not_an_ejected_o
         Reply::json(200, r#"{"buckets":[]}"#).then_close()
     })
     .await;
-    let refusing =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    refusing.bind(&SocketAddr::from((B, port)).into()).unwrap();
+    let _refusing = platform_testkit::refusing_at(SocketAddr::from((B, port)));
     // One retry only: it must go to a again (on a new connection), not to b.
     let edge = edge_for(port, &[("UPSTREAM_RETRIES", "1")]).await;
     // Until b is ejected (the round-robin reaches it once), a request may

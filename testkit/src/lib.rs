@@ -78,10 +78,17 @@ pub fn free_port() -> u16 {
 /// merely free a moment ago ([`free_port`]) may be taken by a parallel test
 /// and answer.
 pub fn refusing_addr() -> (std::net::SocketAddr, socket2::Socket) {
+    refusing_at(([127, 0, 0, 1], 0).into())
+}
+
+/// [`refusing_addr`] on a given address (e.g. `127.0.0.3:PORT`, port `0`
+/// for any).
+pub fn refusing_at(at: std::net::SocketAddr) -> (std::net::SocketAddr, socket2::Socket) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .expect("a TCP socket");
-    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-    socket.bind(&any.into()).expect("binding 127.0.0.1:0");
+    socket
+        .bind(&at.into())
+        .unwrap_or_else(|e| panic!("binding {at}: {e}"));
     let addr = socket
         .local_addr()
         .ok()
