@@ -8,8 +8,8 @@
 # groups of scripts/tools.sh it needs, and only those are checked and
 # installed (`make check-argocd` needs Node.js and kubectl, not Terraform).
 # They run in parallel (cargo serialises the builds among them); each writes
-# its log to .run/test-logs/NAME.log, and a failed check prints its log's tail.
-# The last line is "N passed, N failed".
+# its log to .run/test-logs/NAME.log, and a failed check's log tail is printed
+# at the end, just above the last line, "checks: N passed, N failed".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,13 +56,18 @@ for n in "$@"; do
     passed=$((passed + 1)); echo "==> $n: ok ($(cat "$LOGS/$n.seconds"))"
   else
     failed=$((failed + 1)); failed_names+=("$n")
-    echo "==> $n: FAILED ($(cat "$LOGS/$n.seconds" 2>/dev/null)); last lines of its log:"
-    tail -n 60 "$LOGS/$n.log" | sed "s/^/    [$n] /"
+    echo "==> $n: FAILED ($(cat "$LOGS/$n.seconds" 2>/dev/null))"
   fi
 done
 
 for n in "$@"; do
   grep -hE '^(test result:|     Summary|Success! |[0-9]+ passed)' "$LOGS/$n.log" 2>/dev/null | sed "s/^/    [$n] /" || true
+done
+# The failures' tails come last, right above the verdict, where a reader of
+# only the end of the output (a CI page, a terminal) sees them.
+for n in "${failed_names[@]}"; do
+  echo "==> $n FAILED; the last lines of .run/test-logs/$n.log:"
+  tail -n 60 "$LOGS/$n.log" | sed "s/^/    [$n] /"
 done
 [ $failed -eq 0 ] || echo "failed checks: ${failed_names[*]}"
 echo "checks: $passed passed, $failed failed"
