@@ -20,12 +20,6 @@ OUT=$(mktemp)
 STATE="$ROOT/.run/local/state"
 rm -f "$STATE"
 
-# Build first, with the flags run-local.sh uses, so its own build is a no-op
-# and the readiness wait below times the start only: on a cold run this build
-# queues behind the other checks' builds for many minutes.
-echo "--- cargo build (as run-local.sh builds)"
-cargo build --locked -p aux-worker -p edge
-
 # Background jobs of a script start with SIGINT ignored; restore it so the
 # Ctrl-C path is the one tested.
 start_runner() {
@@ -44,13 +38,24 @@ stop_runner() {
 }
 trap stop_runner EXIT
 
-wait_ready() { # the build is done: starting moto, the worker and the edge takes seconds
-  for _ in $(seq 1 600); do
-    [ -f "$STATE" ] && grep -q ready "$STATE" && break
+# run-local.sh writes its progress to $STATE: building, starting, ready.
+# Its build has no bound here: cargo takes the target directory's lock even
+# when nothing is stale, so on a cold run it queues behind the other checks'
+# builds for many minutes. Starting moto, the worker and the edge once built
+# takes seconds, and gets two minutes.
+wait_ready() {
+  local state starting=0
+  for _ in $(seq 1 15000); do  # 50 minutes in all
+    state=$(cat "$STATE" 2>/dev/null || true)
+    [ "$state" = ready ] && return 0
     kill -0 "$runner" 2>/dev/null || { cat "$OUT"; echo "run-local.sh exited early" >&2; exit 1; }
+    if [ "$state" = starting ]; then
+      starting=$((starting + 1))
+      [ "$starting" -le 600 ] || break
+    fi
     sleep 0.2
   done
-  grep -q ready "$STATE" || { cat "$OUT"; echo "stack did not come up" >&2; exit 1; }
+  cat "$OUT"; echo "stack did not come up (last state: ${state:-none})" >&2; exit 1
 }
 wait_ready
 

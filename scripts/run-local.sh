@@ -49,7 +49,10 @@ $with_edge && packages+=(-p edge)
 profile_flag=(); target_dir=debug
 if [ "$PROFILE" = release ]; then profile_flag=(--release); target_dir=release; fi
 say "building ${packages[*]} ($PROFILE)"
+# .run/local/state says how far it got: building, starting, ready.
+echo "building" >"$RUN/state"
 cargo build --locked "${profile_flag[@]}" "${packages[@]}"
+echo "starting" >"$RUN/state"
 # Where cargo put them (CARGO_TARGET_DIR and cargo's configuration included).
 target=$(cargo metadata --format-version 1 --no-deps --offline |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
