@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rust: formatting, clippy with warnings denied, and every test of the
+# Rust: formatting, clippy with warnings denied, the test build resolving
+# every dependency as the binaries' build does, and every test of the
 # workspace (unit, property, and integration tests against a real moto server).
 # Tools: run
 set -euo pipefail
@@ -10,6 +11,8 @@ command -v cmake >/dev/null || { echo "cmake is missing: run scripts/tools.sh ru
 
 echo "--- cargo fmt --check"
 cargo fmt --all -- --check
+echo "--- features: the test build and the binaries' build agree"
+python3 scripts/tests/feature_unification.py --self-test
 echo "--- cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "--- cargo test"

@@ -155,20 +155,11 @@ impl Aws {
             // Emulators serve buckets by path, not by virtual host.
             .force_path_style(settings.endpoint_url.is_some())
             .build();
-        Self::from_clients(
-            aws_sdk_s3::Client::from_conf(s3_config),
-            aws_sdk_ssm::Client::new(shared),
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            ssm: aws_sdk_ssm::Client::new(shared),
             metrics,
-        )
-    }
-
-    /// Wraps clients built elsewhere (tests use the SDK's mock clients).
-    pub fn from_clients(
-        s3: aws_sdk_s3::Client,
-        ssm: aws_sdk_ssm::Client,
-        metrics: Metrics,
-    ) -> Self {
-        Self { s3, ssm, metrics }
+        }
     }
 
     /// Every bucket's name, all pages.

@@ -59,8 +59,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// [`serve`] with AWS clients built by the caller (tests inject the SDK's
-/// mock clients here).
+/// [`serve`] with AWS clients built by the caller (tests build them with the
+/// production constructor, pointed at the endpoint the test controls).
 pub async fn serve_with(
     config: Config,
     aws: Aws,

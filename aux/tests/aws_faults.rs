@@ -1,6 +1,9 @@
-//! AWS failures moto cannot produce: throttling, 5xx and access denied through
-//! the SDK's own mock clients, and timeouts and refused connections through
-//! real sockets. Each checks the status, the stable error body, that no
+//! AWS failures moto cannot produce (throttling, 5xx, access denied) through
+//! an endpoint that answers from a script, and timeouts and refused
+//! connections through sockets that never answer or refuse. The worker's
+//! clients are built by the production constructor in every case, so the
+//! SDK's own retry configuration, HTTP client and parsing are what is
+//! tested. Each test checks the status, the stable error body, that no
 //! internal detail leaks, and how many attempts were made.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,26 +14,12 @@ use std::time::{Duration, Instant};
 use aux_worker::Config;
 use aux_worker::aws::Aws;
 use aux_worker::metrics::Metrics;
-use aws_sdk_s3::operation::list_buckets::ListBucketsOutput;
-use aws_sdk_s3::types::Bucket;
-use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
-use aws_sdk_ssm::types::{Parameter, ParameterType};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::retry::RetryConfig;
-use platform_testkit::{TestResponse, black_hole, get};
+use platform_testkit::{Canned, Scripted, TestResponse, black_hole, get};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const ATTEMPTS: u32 = 3;
-
-fn retry() -> RetryConfig {
-    RetryConfig::standard()
-        .with_max_attempts(ATTEMPTS)
-        .with_initial_backoff(Duration::from_millis(5))
-}
+/// The worker's own default (`AWS_MAX_ATTEMPTS`), passed explicitly.
+const ATTEMPTS: usize = 3;
 
 fn config(extra: &[&str]) -> Config {
     let mut args = vec![
@@ -45,6 +34,8 @@ fn config(extra: &[&str]) -> Config {
         "0",
         "--service-version",
         "fault-test",
+        "--aws-max-attempts",
+        "3",
     ];
     args.extend_from_slice(extra);
     Config::try_from_args(args).unwrap_or_else(|e| panic!("{e:?}"))
@@ -78,32 +69,6 @@ async fn run(config: Config, aws: Aws, metrics: Metrics) -> Running {
     }
 }
 
-/// A worker whose SSM client answers from the given rules.
-async fn with_ssm_rules(rules: &[&Rule]) -> Running {
-    let metrics = Metrics::new("fault-test").unwrap();
-    let ssm = mock_client!(
-        aws_sdk_ssm,
-        RuleMode::Sequential,
-        rules.iter().copied(),
-        |c| c.retry_config(retry())
-    );
-    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, [] as [&Rule; 0], |c| c
-        .retry_config(retry()));
-    run(
-        config(&[]),
-        Aws::from_clients(s3, ssm, metrics.clone()),
-        metrics,
-    )
-    .await
-}
-
-fn json_error(status: u16, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::new(
-        StatusCode::try_from(status).unwrap(),
-        SdkBody::from(format!(r#"{{"__type":"{code}","message":"{message}"}}"#)),
-    )
-}
-
 fn assert_clean_error(res: &TestResponse, status: u16, code: &str) {
     assert_eq!(
         res.status,
@@ -126,118 +91,132 @@ fn assert_clean_error(res: &TestResponse, status: u16, code: &str) {
     }
 }
 
+/// The requests `aws` received, each checked to be SSM's GetParameter.
+fn get_parameter_calls(aws: &Scripted) -> usize {
+    let received = aws.received();
+    for r in &received {
+        assert_eq!(r.target.as_deref(), Some("AmazonSSM.GetParameter"), "{r:?}");
+    }
+    received.len()
+}
+
+fn throttled() -> Canned {
+    Canned::aws_json_error(400, "ThrottlingException", "Rate exceeded")
+}
+
 #[tokio::test]
 async fn throttling_is_retried_by_the_sdk_only_then_503_with_retry_after() {
-    let rule = mock!(aws_sdk_ssm::Client::get_parameter)
-        .sequence()
-        .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
-        .times(10)
-        .build();
-    let w = with_ssm_rules(&[&rule]).await;
+    let aws = Scripted::start(vec![throttled()]).await;
+    let w = with_endpoint(&aws.endpoint(), "3", &[]).await;
     let res = get(w.api, "/parameter/param1").await;
     assert_clean_error(&res, 503, "aws_throttled");
     assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(
-        rule.num_calls(),
-        ATTEMPTS as usize,
+        get_parameter_calls(&aws),
+        ATTEMPTS,
         "bounded retries, in one layer"
     );
     let metrics = String::from_utf8(get(w.admin, "/metrics").await.body.to_vec()).unwrap();
     assert!(
-        metrics.contains(r#"aux_aws_calls_total{operation="GetParameter",outcome="throttled"} 1"#)
+        metrics.contains(r#"aux_aws_calls_total{operation="GetParameter",outcome="throttled"} 1"#),
+        "{metrics}"
     );
 }
 
 #[tokio::test]
 async fn throttling_then_success_is_invisible_to_the_client() {
-    let rule = mock!(aws_sdk_ssm::Client::get_parameter)
-        .sequence()
-        .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
-        .times(2)
-        .output(|| {
-            GetParameterOutput::builder()
-                .parameter(
-                    Parameter::builder()
-                        .name("/kantox-challenge/dev/param1")
-                        .value("value1")
-                        .r#type(ParameterType::String)
-                        .version(7)
-                        .build(),
-                )
-                .build()
-        })
-        .build();
-    let w = with_ssm_rules(&[&rule]).await;
+    let found = serde_json::json!({
+        "Parameter": {
+            "Name": "/kantox-challenge/dev/param1",
+            "Type": "String",
+            "Value": "value1",
+            "Version": 7,
+            "DataType": "text",
+        }
+    });
+    let aws = Scripted::start(vec![
+        throttled(),
+        throttled(),
+        Canned::aws_json(200, found.to_string()),
+    ])
+    .await;
+    let w = with_endpoint(&aws.endpoint(), "3", &[]).await;
     let res = get(w.api, "/parameter/param1").await;
-    assert_eq!(res.status, 200);
+    assert_eq!(res.status, 200, "{:?}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["value"], "value1");
     assert_eq!(res.json()["version"], 7);
-    assert_eq!(rule.num_calls(), 3);
+    assert_eq!(get_parameter_calls(&aws), 3);
 }
 
 #[tokio::test]
 async fn server_errors_after_retries_are_503() {
-    let rule = mock!(aws_sdk_ssm::Client::get_parameter)
-        .sequence()
-        .http_response(|| json_error(500, "InternalServerError", "internal"))
-        .times(10)
-        .build();
-    let w = with_ssm_rules(&[&rule]).await;
+    let aws = Scripted::start(vec![Canned::aws_json_error(
+        500,
+        "InternalServerError",
+        "internal",
+    )])
+    .await;
+    let w = with_endpoint(&aws.endpoint(), "3", &[]).await;
     let res = get(w.api, "/parameter/param1").await;
     assert_clean_error(&res, 503, "aws_unavailable");
     assert!(res.header("retry-after").is_some());
-    assert_eq!(rule.num_calls(), ATTEMPTS as usize);
+    assert_eq!(get_parameter_calls(&aws), ATTEMPTS);
 }
 
 #[tokio::test]
 async fn access_denied_is_502_without_the_arn_and_not_retried() {
-    let rule = mock!(aws_sdk_ssm::Client::get_parameter)
-        .sequence()
-        .http_response(|| {
-            json_error(
-                400,
-                "AccessDeniedException",
-                "User: arn:aws:sts::123456789012:assumed-role/aux/x is not authorized to perform: ssm:GetParameter",
-            )
-        })
-        .times(10)
-        .build();
-    let w = with_ssm_rules(&[&rule]).await;
+    let aws = Scripted::start(vec![Canned::aws_json_error(
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/aux/x is not authorized to perform: ssm:GetParameter",
+    )])
+    .await;
+    let w = with_endpoint(&aws.endpoint(), "3", &[]).await;
     let res = get(w.api, "/parameter/param1").await;
     assert_clean_error(&res, 502, "aws_error");
     assert!(res.header("retry-after").is_none());
-    assert_eq!(rule.num_calls(), 1, "client errors are not retried");
+    assert_eq!(
+        get_parameter_calls(&aws),
+        1,
+        "client errors are not retried"
+    );
+}
+
+fn bucket_page(name: &str, continuation: Option<&str>) -> Canned {
+    let token = continuation
+        .map(|t| format!("<ContinuationToken>{t}</ContinuationToken>"))
+        .unwrap_or_default();
+    Canned::xml(
+        200,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>owner</ID></Owner><Buckets><Bucket><Name>{name}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets>{token}</ListAllMyBucketsResult>"#
+        ),
+    )
 }
 
 #[tokio::test]
 async fn bucket_listing_follows_continuation_tokens() {
-    let rule = mock!(aws_sdk_s3::Client::list_buckets)
-        .sequence()
-        .output(|| {
-            ListBucketsOutput::builder()
-                .buckets(Bucket::builder().name("a").build())
-                .continuation_token("page-2")
-                .build()
-        })
-        .output(|| {
-            ListBucketsOutput::builder()
-                .buckets(Bucket::builder().name("b").build())
-                .build()
-        })
-        .build();
-    let metrics = Metrics::new("fault-test").unwrap();
-    let s3 = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&rule], |c| c
-        .retry_config(retry()));
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [] as [&Rule; 0], |c| c
-        .retry_config(retry()));
-    let w = run(
-        config(&[]),
-        Aws::from_clients(s3, ssm, metrics.clone()),
-        metrics,
-    )
+    let aws = Scripted::start(vec![
+        bucket_page("a", Some("page-2")),
+        bucket_page("b", None),
+    ])
     .await;
-    let body = get(w.api, "/s3-buckets").await.json();
-    assert_eq!(body["buckets"], serde_json::json!(["a", "b"]));
-    assert_eq!(rule.num_calls(), 2);
+    let w = with_endpoint(&aws.endpoint(), "3", &[]).await;
+    let res = get(w.api, "/s3-buckets").await;
+    assert_eq!(res.status, 200, "{:?}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["buckets"], serde_json::json!(["a", "b"]));
+    let received = aws.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert!(received.iter().all(|r| r.method == "GET"), "{received:?}");
+    assert!(
+        !received[0].uri.contains("continuation-token"),
+        "{received:?}"
+    );
+    assert!(
+        received[1].uri.contains("continuation-token=page-2"),
+        "the second page is asked for with the first page's token: {received:?}"
+    );
 }
 
 /// A worker built by the production constructor, pointed at `endpoint`.
@@ -276,10 +255,7 @@ async fn a_hanging_aws_endpoint_gives_504_within_the_call_timeout() {
         "bounded by the call timeout, took {elapsed:?}"
     );
     let attempts = accepted.load(Ordering::SeqCst);
-    assert!(
-        (1..=ATTEMPTS as usize).contains(&attempts),
-        "{attempts} connections"
-    );
+    assert!((1..=ATTEMPTS).contains(&attempts), "{attempts} connections");
 }
 
 #[tokio::test]

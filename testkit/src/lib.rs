@@ -6,6 +6,7 @@
 //! test process that started it exits, however that happens.
 //! [`demo_data`] is the data `--seed` puts in it, so tests assert against the
 //! same file the local stack uses instead of repeating it.
+//! [`Scripted`] answers from a script, for AWS answers moto cannot give.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -18,8 +19,10 @@ use std::time::Duration;
 use aux_worker::config::AwsSettings;
 
 pub mod http;
+mod scripted;
 mod worker;
 pub use http::{TestResponse, get, send};
+pub use scripted::{Canned, Received, Scripted};
 pub use worker::Worker;
 
 /// The repository root.
